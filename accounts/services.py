@@ -1,0 +1,70 @@
+"""Creating tenants and issuing, checking and revoking their API tokens."""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import ApiToken, Tenant
+
+TOKEN_PREFIX = "ltm_"
+# last_used_at is written at most this often per token, so a busy client does not
+# turn every read into a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly issued token: the secret exists only in this object."""
+
+    token: ApiToken
+    secret: str
+
+
+def token_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def tenant_create(*, slug: str, name: str = "") -> Tenant:
+    """Create a tenant."""
+    return Tenant.objects.create(slug=slug, name=name or slug)
+
+
+@transaction.atomic
+def token_issue(*, tenant: Tenant, name: str = "default") -> IssuedToken:
+    """Issue a new token for a tenant; the secret is returned once, never stored."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        tenant=tenant,
+        name=name,
+        prefix=secret[: len(TOKEN_PREFIX) + 6],
+        digest=token_digest(secret),
+    )
+    return IssuedToken(token=token, secret=secret)
+
+
+def token_revoke(*, token: ApiToken) -> ApiToken:
+    """Revoke a token; later requests with it are refused."""
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
+
+
+def token_authenticate(*, secret: str) -> ApiToken | None:
+    """The active token matching a secret, or None; records when it was last used."""
+    token = (
+        ApiToken.objects.select_related("tenant")
+        .filter(digest=token_digest(secret))
+        .first()
+    )
+    if token is None:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token

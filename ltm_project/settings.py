@@ -1,0 +1,203 @@
+"""LTM settings, read from the environment (and an optional `.env` file)."""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# --- Core -----------------------------------------------------------------
+DEBUG = env.bool("LTM_DEBUG", default=False)
+SECRET_KEY = env.str("LTM_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "LTM_SECRET_KEY must be set when LTM_DEBUG is off "
+            "(see .env.example)."
+        )
+    SECRET_KEY = "insecure-development-key-only-used-with-LTM_DEBUG-on"  # noqa: S105
+ALLOWED_HOSTS = env.list(
+    "LTM_ALLOWED_HOSTS",
+    default=["127.0.0.1", "localhost", "[::1]", "testserver"] if DEBUG else [],
+)
+CSRF_TRUSTED_ORIGINS = env.list("LTM_CSRF_TRUSTED_ORIGINS", default=[])
+DATA_DIR = Path(env.str("LTM_DATA_DIR", default=str(BASE_DIR / "var")))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "accounts",
+    "memories",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "ltm_project.urls"
+WSGI_APPLICATION = "ltm_project.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'ltm.sqlite3'}"
+    ),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    if DATABASES["default"]["NAME"] != ":memory:":
+        Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # WAL lets readers work while one process writes; the timeout makes a second
+    # writer wait for the lock instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Security (effective when LTM_DEBUG is off) ----------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env.bool("LTM_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Static files ---------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = env.str("LTM_STATIC_ROOT", default=str(DATA_DIR / "static"))
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Request limits -------------------------------------------------------
+# Characters in one message sent to /message or /forget.
+LTM_MAX_MESSAGE_CHARS = env.int("LTM_MAX_MESSAGE_CHARS", default=4000)
+# Characters in a userId.
+LTM_MAX_USER_ID_CHARS = 255
+# Whole request bodies are refused above this size (bytes).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
+    "LTM_MAX_REQUEST_BYTES", default=64 * 1024
+)
+
+# --- REST API -------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.BearerTokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsTenant"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.TenantRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "tenant": env.str("LTM_RATE_LIMIT", default="600/min"),
+    },
+    "EXCEPTION_HANDLER": "ltm_project.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LTM — long-term memory API",
+    "DESCRIPTION": (
+        "Send what your users say; LTM keeps the facts worth keeping, recalls them "
+        "for the next message, answers with them in context and forgets on request."
+        "\n\nAuthenticate with `Authorization: Bearer <token>`. Every error is JSON "
+        "of the shape `{\"error\": {\"code\", \"message\", \"details\"}}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's files are served from the installed package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+
+CACHES = {
+    "default": env.cache("LTM_CACHE_URL", default="locmemcache://"),
+}
+
+# --- Memory pipeline providers --------------------------------------------
+# Embeddings: "local" (bundled MiniLM, offline) or "openai".
+LTM_EMBEDDINGS_PROVIDER = env.str("LTM_EMBEDDINGS_PROVIDER", default="local")
+# Override where the local model's files are (defaults: the installed packages).
+LTM_LOCAL_EMBEDDING_MODEL_PATH = env.str(
+    "LTM_LOCAL_EMBEDDING_MODEL_PATH", default=""
+)
+LTM_LOCAL_EMBEDDING_TOKENIZER_PATH = env.str(
+    "LTM_LOCAL_EMBEDDING_TOKENIZER_PATH", default=""
+)
+LTM_EMBEDDING_BATCH_SIZE = env.int("LTM_EMBEDDING_BATCH_SIZE", default=32)
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+LTM_OPENAI_EMBEDDING_MODEL = env.str(
+    "LTM_OPENAI_EMBEDDING_MODEL", default="text-embedding-3-small"
+)
+LTM_OPENAI_EMBEDDING_DIMENSIONS = env.int(
+    "LTM_OPENAI_EMBEDDING_DIMENSIONS", default=1536
+)
+LTM_OPENAI_TIMEOUT_SECONDS = env.float("LTM_OPENAI_TIMEOUT_SECONDS", default=30.0)
+LTM_OPENAI_MAX_RETRIES = env.int("LTM_OPENAI_MAX_RETRIES", default=2)
+
+# Vector store: "local" (exact search in a SQLite file under LTM_DATA_DIR).
+LTM_VECTOR_STORE = env.str("LTM_VECTOR_STORE", default="local")
+LTM_LOCAL_VECTOR_STORE_PATH = env.str(
+    "LTM_LOCAL_VECTOR_STORE_PATH", default=str(DATA_DIR / "vectors.sqlite3")
+)
+
+# Language model: "offline" (rules and templates, no model).
+LTM_LLM_PROVIDER = env.str("LTM_LLM_PROVIDER", default="offline")
+
+# --- Memory behaviour -----------------------------------------------------
+LTM_RECALL_TOP_K = env.int("LTM_RECALL_TOP_K", default=5)
+# Cosine similarity below which a memory is not considered related to a message.
+LTM_RECALL_MIN_SCORE = env.float("LTM_RECALL_MIN_SCORE", default=0.25)
+# At or above this similarity a new fact is the same as a stored one.
+LTM_DUPLICATE_SIMILARITY = env.float("LTM_DUPLICATE_SIMILARITY", default=0.92)
+# At or above this similarity a forget request names a memory.
+LTM_FORGET_MIN_SCORE = env.float("LTM_FORGET_MIN_SCORE", default=0.55)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LTM_LOG_LEVEL", "INFO")},
+}

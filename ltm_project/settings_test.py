@@ -1,0 +1,10 @@
+"""Settings for the test suite: the real settings with test-only defaults."""
+
+import os
+import tempfile
+
+os.environ.setdefault("LTM_SECRET_KEY", "test-only-secret-key")  # noqa: S105
+os.environ.setdefault("LTM_DATA_DIR", tempfile.mkdtemp(prefix="ltm-test-"))
+os.environ.setdefault("LTM_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+
+from ltm_project.settings import *  # noqa: E402, F403

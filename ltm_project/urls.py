@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from memories.urls import build_router
+
+handler400 = "ltm_project.errors.bad_request"
+handler404 = "ltm_project.errors.not_found"
+handler500 = "ltm_project.errors.server_error"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path(
+        "api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"
+    ),
+    # The original contract: POST /message and POST /forget.
+    path("", include((build_router(with_memories=False).urls, "legacy"))),
+    path("api/v1/", include((build_router(with_memories=True).urls, "v1"))),
+]

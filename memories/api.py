@@ -1,0 +1,206 @@
+"""REST endpoints: message, forget and memories (thin: validate, call, shape)."""
+
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+from rest_framework import mixins, status, viewsets
+from rest_framework.response import Response
+
+from memories import selectors, services
+from memories.models import Memory
+from memories.serializers import (
+    ErrorSerializer,
+    ForgetInputSerializer,
+    ForgetOutputSerializer,
+    MemoryDetailSerializer,
+    MemoryListQuerySerializer,
+    MemoryOutputSerializer,
+    MessageInputSerializer,
+    MessageOutputSerializer,
+)
+
+_ERRORS = {
+    400: OpenApiResponse(
+        ErrorSerializer,
+        description="invalid_input (missing, empty, wrong-typed or oversized "
+        "fields) or malformed_json.",
+        examples=[
+            OpenApiExample(
+                "Oversized message",
+                value={
+                    "error": {
+                        "code": "invalid_input",
+                        "message": "message: Ensure this field has no more than "
+                        "4000 characters.",
+                        "details": {
+                            "fields": {
+                                "message": [
+                                    {
+                                        "code": "max_length",
+                                        "message": "Ensure this field has no more "
+                                        "than 4000 characters.",
+                                    }
+                                ]
+                            }
+                        },
+                    }
+                },
+            )
+        ],
+    ),
+    401: OpenApiResponse(
+        ErrorSerializer,
+        description="not_authenticated, invalid_token, token_revoked or "
+        "tenant_inactive.",
+    ),
+    413: OpenApiResponse(ErrorSerializer, description="request_too_large."),
+    415: OpenApiResponse(ErrorSerializer, description="unsupported_media_type."),
+    429: OpenApiResponse(ErrorSerializer, description="rate_limited."),
+    503: OpenApiResponse(ErrorSerializer, description="provider_unavailable."),
+}
+
+
+def _changes(outcome_changes, operation):
+    return [change for change in outcome_changes if change.operation == operation]
+
+
+class MessageViewSet(viewsets.ViewSet):
+    """Send an end user's message; get a reply that uses their memories."""
+
+    @extend_schema(
+        summary="Send a message",
+        description="Extracts the facts worth keeping from the message, recalls the "
+        "user's related memories and replies with them. The original contract is "
+        "`{userId, message}` -> `{reply}`; the other response fields are additions.",
+        request=MessageInputSerializer,
+        responses={200: MessageOutputSerializer, **_ERRORS},
+        examples=[
+            OpenApiExample(
+                "Telling a fact",
+                request_only=True,
+                value={
+                    "userId": "u1",
+                    "message": "I moved to Lisbon last month and I am allergic to "
+                    "peanuts.",
+                },
+            ),
+            OpenApiExample(
+                "Asking", request_only=True, value={"userId": "u1", "message": "Where do I live?"}
+            ),
+        ],
+        tags=["memory"],
+    )
+    def create(self, request):
+        data = MessageInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcome = services.message_handle(
+            tenant=request.user,
+            user_id=data.validated_data["userId"],
+            text=data.validated_data["message"],
+        )
+        output = MessageOutputSerializer(
+            {
+                "reply": outcome.reply,
+                "userId": data.validated_data["userId"],
+                "messageId": outcome.message.pk,
+                "recalled": outcome.recalled,
+                "added": _changes(outcome.changes, "add"),
+                "updated": _changes(outcome.changes, "update"),
+                "deleted": _changes(outcome.changes, "delete"),
+            }
+        )
+        return Response(output.data, status=status.HTTP_200_OK)
+
+
+class ForgetViewSet(viewsets.ViewSet):
+    """Forget what an end user asks to have forgotten."""
+
+    @extend_schema(
+        summary="Forget memories",
+        description="Finds the memories the request refers to and deletes them: "
+        "vector, text, history text and the text of the messages they came from. "
+        "A tombstone without content stays in the history.",
+        request=ForgetInputSerializer,
+        responses={200: ForgetOutputSerializer, **_ERRORS},
+        examples=[
+            OpenApiExample(
+                "Forget one fact",
+                request_only=True,
+                value={"userId": "u1", "message": "Forget that I am allergic to peanuts."},
+            )
+        ],
+        tags=["memory"],
+    )
+    def create(self, request):
+        data = ForgetInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcome = services.forget_handle(
+            tenant=request.user,
+            user_id=data.validated_data["userId"],
+            text=data.validated_data["message"],
+        )
+        output = ForgetOutputSerializer(
+            {
+                "reply": outcome.reply,
+                "userId": data.validated_data["userId"],
+                "forgotten": outcome.forgotten,
+            }
+        )
+        return Response(output.data, status=status.HTTP_200_OK)
+
+
+@extend_schema(tags=["memories"])
+class MemoryViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """An end user's memories: list, read with history, delete."""
+
+    lookup_field = "vector_key"
+    lookup_url_kwarg = "id"
+    lookup_value_regex = "[0-9a-fA-F-]{32,36}"
+
+    def get_queryset(self):
+        return selectors.memory_list(tenant=self.request.user).order_by("-created_at")
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return MemoryDetailSerializer
+        return MemoryOutputSerializer
+
+    @extend_schema(
+        summary="List a user's memories",
+        parameters=[
+            OpenApiParameter("userId", str, required=True, description="End user id.")
+        ],
+        responses={200: MemoryOutputSerializer(many=True), 400: _ERRORS[400]},
+    )
+    def list(self, request, *args, **kwargs):
+        query = MemoryListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        memories = self.get_queryset().filter(user_id=query.validated_data["userId"])
+        return Response(MemoryOutputSerializer(memories, many=True).data)
+
+    @extend_schema(
+        summary="Read a memory and its history",
+        responses={200: MemoryDetailSerializer, 404: OpenApiResponse(ErrorSerializer)},
+    )
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Delete a memory",
+        description="Same as a forget of this one memory: vector and content go, a "
+        "tombstone stays.",
+        responses={204: None, 404: OpenApiResponse(ErrorSerializer)},
+    )
+    def destroy(self, request, *args, **kwargs):
+        return super().destroy(request, *args, **kwargs)
+
+    def perform_destroy(self, instance: Memory) -> None:
+        services.memory_delete(memory=instance, actor=services.ACTOR_API)

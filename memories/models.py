@@ -1,0 +1,146 @@
+"""The memory domain: messages, memories (the audit mirror of each vector), their
+history, and the outbox of vector-store operations."""
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Tenant
+
+
+class TenantScopedQuerySet(models.QuerySet):
+    def for_tenant(self, tenant: Tenant):
+        return self.filter(tenant=tenant)
+
+    def for_user(self, tenant: Tenant, user_id: str):
+        return self.filter(tenant=tenant, user_id=user_id)
+
+
+class Message(models.Model):
+    """A message an end user sent, kept as the provenance of the memories from it."""
+
+    class Kind(models.TextChoices):
+        MESSAGE = "message"
+        FORGET = "forget"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MESSAGE)
+    role = models.CharField(max_length=32, default="user")
+    # Blank once redacted: a forget request's text, or a message a forgotten memory
+    # came from, is not kept.
+    text = models.TextField(blank=True)
+    redacted_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "user_id", "sent_at"])]
+        ordering = ["sent_at", "id"]
+
+    def __str__(self) -> str:
+        return f"message {self.pk} of {self.user_id}"
+
+
+class Memory(models.Model):
+    """One remembered fact: the source of truth for the vector stored under its key."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        DELETED = "deleted"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=255)
+    vector_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    text = models.TextField(blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    # Facts of one kind the user has only one of (where they live, their job):
+    # a new fact with the same slot replaces the old one.
+    slot = models.CharField(max_length=64, blank=True)
+    embedding_model = models.CharField(max_length=200)
+    embedding_dimension = models.PositiveIntegerField()
+    # float32 little-endian; kept so the vector index can be rebuilt without
+    # re-embedding.
+    embedding = models.BinaryField(editable=False)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.ACTIVE
+    )
+    source_message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # When the fact happened: a time the message named, else when it was said.
+    happened_at = models.DateTimeField(null=True, blank=True)
+    # "day", "week", "month" or "year" when the message named a time; blank when
+    # happened_at is only the time the fact was said.
+    time_granularity = models.CharField(max_length=8, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.CharField(max_length=200, blank=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "user_id", "status"]),
+            models.Index(fields=["tenant", "user_id", "content_hash"]),
+        ]
+        verbose_name_plural = "memories"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"memory {self.pk} of {self.user_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class MemoryEvent(models.Model):
+    """An append-only record of one change to a memory."""
+
+    class Action(models.TextChoices):
+        ADD = "add"
+        UPDATE = "update"
+        DELETE = "delete"
+
+    memory = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    # Texts are blanked when the memory is forgotten; the event stays as a tombstone.
+    old_text = models.TextField(blank=True)
+    new_text = models.TextField(blank=True)
+    actor = models.CharField(max_length=200)
+    reason = models.CharField(max_length=500, blank=True)
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} of memory {self.memory_id}"
+
+
+class VectorOperation(models.Model):
+    """Outbox entry: make the vector index match one memory row.
+
+    Written in the same transaction as the row and applied after commit; an entry
+    left pending (the store failed, the process died) is applied again later.
+    """
+
+    memory = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["applied_at", "tenant"])]
+
+    def __str__(self) -> str:
+        return f"sync memory {self.memory_id}"

@@ -1,0 +1,66 @@
+"""Vector stores: the local exact-search store (default); S3 Vectors later."""
+
+import threading
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from memories.vectorstores.base import (
+    Namespace,
+    VectorHit,
+    VectorRecord,
+    VectorStore,
+    VectorStoreError,
+)
+
+__all__ = [
+    "Namespace",
+    "VectorHit",
+    "VectorRecord",
+    "VectorStore",
+    "VectorStoreError",
+    "get_vector_store",
+    "reset_vector_store",
+]
+
+_store: VectorStore | None = None
+_lock = threading.Lock()
+
+
+def build_vector_store(*, dimension: int, model_name: str) -> VectorStore:
+    """Build the vector store the settings name."""
+    if settings.LTM_VECTOR_STORE == "local":
+        from memories.vectorstores.local import LocalVectorStore
+
+        return LocalVectorStore(
+            path=settings.LTM_LOCAL_VECTOR_STORE_PATH,
+            dimension=dimension,
+            model_name=model_name,
+        )
+    raise ImproperlyConfigured(
+        f"Unknown LTM_VECTOR_STORE {settings.LTM_VECTOR_STORE!r}: use 'local'."
+    )
+
+
+def get_vector_store() -> VectorStore:
+    """The process-wide vector store, sized for the configured embedder."""
+    global _store
+    if _store is None:
+        from memories.providers.embeddings import get_embedder
+
+        embedder = get_embedder()
+        with _lock:
+            if _store is None:
+                _store = build_vector_store(
+                    dimension=embedder.dimension, model_name=embedder.model_name
+                )
+    return _store
+
+
+def reset_vector_store() -> None:
+    """Close and forget the process-wide store (after a settings change)."""
+    global _store
+    with _lock:
+        if _store is not None:
+            _store.close()
+        _store = None

@@ -1,0 +1,202 @@
+"""Exact cosine search over vectors kept in a SQLite file.
+
+One table keyed by (tenant, user, key): a query reads only its own user's rows
+through the primary key, so it never scans another user's vectors. SQLite's WAL
+journal and busy timeout let several server processes write the same file.
+"""
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from memories.vectorstores.base import (
+    DimensionMismatchError,
+    Namespace,
+    VectorHit,
+    VectorRecord,
+    VectorStoreError,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS store_info (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vectors (
+    tenant_id INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    metadata TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, user_id, key)
+) WITHOUT ROWID;
+"""
+
+
+class LocalVectorStore:
+    """Persistent exact-search vector store for one machine."""
+
+    def __init__(self, *, path: str | Path, dimension: int, model_name: str) -> None:
+        self.path = Path(path)
+        self.dimension = dimension
+        self.model_name = model_name
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._check_model()
+
+    # -- connections -------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.executescript(_SCHEMA)
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    def _write(self, statement: str, rows: list[tuple]) -> None:
+        connection = self._connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany(statement, rows)
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise VectorStoreError(f"Local vector store write failed: {exc}") from exc
+
+    def _check_model(self) -> None:
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            stored = dict(connection.execute("SELECT name, value FROM store_info"))
+            if not stored:
+                connection.executemany(
+                    "INSERT INTO store_info (name, value) VALUES (?, ?)",
+                    [("dimension", str(self.dimension)), ("model", self.model_name)],
+                )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        if stored and (
+            int(stored["dimension"]) != self.dimension
+            or stored["model"] != self.model_name
+        ):
+            raise DimensionMismatchError(
+                f"The vector store at {self.path} holds {stored['model']} vectors "
+                f"of dimension {stored['dimension']}, but the configured embedder is "
+                f"{self.model_name} ({self.dimension}). Re-embed into a new store "
+                "path instead of mixing models."
+            )
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- operations --------------------------------------------------------
+    def _as_blob(self, vector: np.ndarray) -> bytes:
+        array = np.asarray(vector, dtype="<f4").reshape(-1)
+        if array.shape[0] != self.dimension:
+            raise DimensionMismatchError(
+                f"Vector of dimension {array.shape[0]} given to a store of "
+                f"dimension {self.dimension}."
+            )
+        return array.tobytes()
+
+    def put(self, *, namespace: Namespace, records: list[VectorRecord]) -> None:
+        rows = [
+            (
+                namespace.tenant_id,
+                namespace.user_id,
+                record.key,
+                self._as_blob(record.vector),
+                json.dumps(record.metadata, sort_keys=True),
+            )
+            for record in records
+        ]
+        if rows:
+            self._write(
+                "INSERT OR REPLACE INTO vectors "
+                "(tenant_id, user_id, key, embedding, metadata) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def delete(self, *, namespace: Namespace, keys: list[str]) -> None:
+        rows = [(namespace.tenant_id, namespace.user_id, key) for key in keys]
+        if rows:
+            self._write(
+                "DELETE FROM vectors WHERE tenant_id = ? AND user_id = ? AND key = ?",
+                rows,
+            )
+
+    def get(self, *, namespace: Namespace, keys: list[str]) -> list[VectorRecord]:
+        records = []
+        connection = self._connection()
+        for key in keys:
+            row = connection.execute(
+                "SELECT embedding, metadata FROM vectors "
+                "WHERE tenant_id = ? AND user_id = ? AND key = ?",
+                (namespace.tenant_id, namespace.user_id, key),
+            ).fetchone()
+            if row is not None:
+                records.append(
+                    VectorRecord(
+                        key=key,
+                        vector=np.frombuffer(row[0], dtype="<f4"),
+                        metadata=json.loads(row[1]),
+                    )
+                )
+        return records
+
+    def query(
+        self, *, namespace: Namespace, vector: np.ndarray, top_k: int
+    ) -> list[VectorHit]:
+        query = np.frombuffer(self._as_blob(vector), dtype="<f4")
+        rows = self._connection().execute(
+            "SELECT key, embedding FROM vectors WHERE tenant_id = ? AND user_id = ?",
+            (namespace.tenant_id, namespace.user_id),
+        ).fetchall()
+        if not rows or top_k <= 0:
+            return []
+        keys = [row[0] for row in rows]
+        matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4")
+        matrix = matrix.reshape(len(rows), self.dimension)
+        norms = np.linalg.norm(matrix, axis=1) * max(np.linalg.norm(query), 1e-12)
+        scores = (matrix @ query) / np.maximum(norms, 1e-12)
+        count = min(top_k, len(keys))
+        best = np.argpartition(-scores, count - 1)[:count]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [VectorHit(key=keys[i], score=float(scores[i])) for i in best]
+
+    def list_keys(self, *, namespace: Namespace | None = None) -> Iterator[str]:
+        connection = self._connection()
+        if namespace is None:
+            cursor = connection.execute("SELECT key FROM vectors")
+        else:
+            cursor = connection.execute(
+                "SELECT key FROM vectors WHERE tenant_id = ? AND user_id = ?",
+                (namespace.tenant_id, namespace.user_id),
+            )
+        for (key,) in cursor:
+            yield key
+
+    def count(self, *, namespace: Namespace | None = None) -> int:
+        return sum(1 for _ in self.list_keys(namespace=namespace))
+
+
+__all__ = ["LocalVectorStore", "VectorStoreError"]
