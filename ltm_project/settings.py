@@ -116,6 +116,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
     "LTM_MAX_REQUEST_BYTES", default=64 * 1024
 )
 
+# Requests per tenant (all its tokens together), e.g. "600/min"; empty: no limit.
+LTM_RATE_LIMIT = env.str("LTM_RATE_LIMIT", default="600/min")
+
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -125,9 +128,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.TenantRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {
-        "tenant": env.str("LTM_RATE_LIMIT", default="600/min"),
-    },
     "EXCEPTION_HANDLER": "ltm_project.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -194,6 +194,8 @@ LTM_RECALL_MIN_SCORE = env.float("LTM_RECALL_MIN_SCORE", default=0.25)
 LTM_DUPLICATE_SIMILARITY = env.float("LTM_DUPLICATE_SIMILARITY", default=0.92)
 # At or above this similarity a forget request names a memory.
 LTM_FORGET_MIN_SCORE = env.float("LTM_FORGET_MIN_SCORE", default=0.55)
+# For "forget everything about X": the lower bar a memory must reach.
+LTM_FORGET_TOPIC_MIN_SCORE = env.float("LTM_FORGET_TOPIC_MIN_SCORE", default=0.3)
 
 LOGGING = {
     "version": 1,

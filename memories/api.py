@@ -166,7 +166,10 @@ class MemoryViewSet(
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
 
     def get_queryset(self):
-        return selectors.memory_list(tenant=self.request.user).order_by("-created_at")
+        if self.action == "list":
+            return selectors.memory_list(tenant=self.request.user)
+        # A deleted memory stays readable as a tombstone with its history.
+        return Memory.objects.for_tenant(self.request.user).prefetch_related("events")
 
     def get_serializer_class(self):
         if self.action == "retrieve":
@@ -203,4 +206,5 @@ class MemoryViewSet(
         return super().destroy(request, *args, **kwargs)
 
     def perform_destroy(self, instance: Memory) -> None:
+        # Deleting a tombstone again is a no-op, so retries are safe.
         services.memory_delete(memory=instance, actor=services.ACTOR_API)

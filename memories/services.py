@@ -72,6 +72,7 @@ def _view(recalled: RecalledMemory) -> MemoryView:
         score=recalled.score,
         happened_at=recalled.memory.happened_at,
         time_granularity=recalled.memory.time_granularity,
+        slot=recalled.memory.slot,
     )
 
 

@@ -34,6 +34,7 @@ class MemoryView:
     score: float
     happened_at: datetime | None = None
     time_granularity: str = ""
+    slot: str = ""
 
 
 class LanguageModel(Protocol):
@@ -128,6 +129,14 @@ _SLOTS = [
     ("age", re.compile(r"\b(?:i'm|i am) \d{1,3} (?:years old|yo)\b|\bmy age\b", re.I)),
     ("birthday", re.compile(r"\bmy birthday is\b", re.I)),
 ]
+# Words by which a forget request names a slot's topic.
+_SLOT_TOPICS = {
+    "name": {"name", "called"},
+    "home": {"home", "live", "living", "address", "city", "moved", "location"},
+    "job": {"job", "work", "career", "occupation", "employer", "profession"},
+    "age": {"age", "old"},
+    "birthday": {"birthday", "born"},
+}
 _FAVOURITE = re.compile(r"\bmy (?:favou?rite|fav) (\w+)", re.I)
 
 _FORGET_PREFIX = re.compile(
@@ -258,18 +267,22 @@ class OfflineLanguageModel:
     def choose_forgotten(
         self, *, request: str, candidates: list[MemoryView]
     ) -> list[str]:
-        threshold = settings.LTM_FORGET_MIN_SCORE
         if _FORGET_TOPIC.search(request):
             # "Forget everything about my job": every memory sharing the topic's
-            # words, or close to it in meaning.
+            # words or its slot, or close to it in meaning.
             topic = content_words(self.forget_query(request=request))
             return [
                 memory.key
                 for memory in candidates
-                if memory.score >= threshold - 0.15
-                or (topic and topic & content_words(memory.text))
+                if memory.score >= settings.LTM_FORGET_TOPIC_MIN_SCORE
+                or topic & content_words(memory.text)
+                or topic & _SLOT_TOPICS.get(memory.slot, set())
             ]
-        return [memory.key for memory in candidates if memory.score >= threshold]
+        return [
+            memory.key
+            for memory in candidates
+            if memory.score >= settings.LTM_FORGET_MIN_SCORE
+        ]
 
     def forget_reply(self, *, request: str, forgotten: list[MemoryView]) -> str:
         if not forgotten:

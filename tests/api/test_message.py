@@ -1,0 +1,94 @@
+import pytest
+
+from memories.models import Memory, MemoryEvent, Message
+from tests.helpers import post_message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_it_keeps_the_original_contract_on_both_paths(client_a):
+    for path in ("/message", "/api/v1/message"):
+        response = post_message(client_a, "u1", "Hello there!", path=path)
+        assert response.status_code == 200
+        assert isinstance(response.json()["reply"], str)
+        assert response.json()["reply"]
+
+
+def test_it_stores_each_first_person_fact_of_a_message(client_a):
+    response = post_message(
+        client_a, "u1", "I moved to Lisbon last month and I am allergic to peanuts."
+    )
+    body = response.json()
+    texts = [memory["text"] for memory in body["added"]]
+    assert texts == ["I moved to Lisbon last month.", "I am allergic to peanuts."]
+    assert all(memory["sourceMessageId"] == body["messageId"] for memory in body["added"])
+    assert Memory.objects.filter(user_id="u1", status="active").count() == 2
+    message = Message.objects.get(pk=body["messageId"])
+    assert "Lisbon" in message.text
+
+
+def test_a_question_recalls_the_memory_that_answers_it(client_a):
+    post_message(client_a, "u1", "I moved to Lisbon last month and I am allergic to peanuts.")
+    response = post_message(client_a, "u1", "Where do I live?")
+    body = response.json()
+    assert body["added"] == []
+    assert body["recalled"][0]["text"] == "I moved to Lisbon last month."
+    assert "Lisbon" in body["reply"]
+    assert "No language model is configured" in body["reply"]
+
+
+def test_questions_and_small_talk_are_not_stored(client_a):
+    for text in ("Hi!", "Thanks a lot.", "What time is it?", "Can you help me?", "ok"):
+        assert post_message(client_a, "u1", text).json()["added"] == []
+    assert Memory.objects.count() == 0
+
+
+def test_a_duplicate_fact_is_not_stored_twice(client_a):
+    post_message(client_a, "u1", "I am allergic to peanuts.")
+    second = post_message(client_a, "u1", "i am allergic to peanuts!").json()
+    third = post_message(client_a, "u1", "I'm allergic to peanuts.").json()
+    assert second["added"] == [] and second["updated"] == []
+    assert third["added"] == [] and third["updated"] == []
+    assert Memory.objects.filter(user_id="u1").count() == 1
+
+
+def test_a_new_home_replaces_the_old_one_and_history_keeps_it(client_a, vector_store):
+    first = post_message(client_a, "u1", "I live in Porto.").json()["added"][0]
+    body = post_message(client_a, "u1", "I moved to Lisbon last month.").json()
+    assert body["added"] == []
+    (updated,) = body["updated"]
+    assert updated["id"] == first["id"]
+    assert updated["text"] == "I moved to Lisbon last month."
+    assert updated["previousText"] == "I live in Porto."
+    memory = Memory.objects.get(vector_key=first["id"])
+    assert [(e.action, e.old_text, e.new_text) for e in memory.events.all()] == [
+        ("add", "", "I live in Porto."),
+        ("update", "I live in Porto.", "I moved to Lisbon last month."),
+    ]
+    recalled = post_message(client_a, "u1", "Where do I live?").json()["recalled"]
+    assert [m["text"] for m in recalled][:1] == ["I moved to Lisbon last month."]
+
+
+def test_a_relative_date_is_resolved_against_the_message_time(client_a):
+    body = post_message(client_a, "u1", "I moved to Lisbon last month.").json()
+    memory = Memory.objects.get(vector_key=body["added"][0]["id"])
+    sent_at = Message.objects.get(pk=body["messageId"]).sent_at
+    expected_month = (sent_at.month - 2) % 12 + 1
+    assert memory.happened_at.month == expected_month
+    assert memory.time_granularity == "month"
+
+
+def test_every_memory_records_its_model_hash_and_actor(client_a):
+    post_message(client_a, "u1", "My favourite colour is green.")
+    memory = Memory.objects.get()
+    assert memory.embedding_model == "all-MiniLM-L6-v2-int8-onnx"
+    assert memory.embedding_dimension == 384
+    assert len(memory.content_hash) == 64
+    assert memory.updated_by == "api"
+    assert MemoryEvent.objects.get(memory=memory).actor == "api"
+
+
+def test_users_of_one_tenant_do_not_share_memories(client_a):
+    post_message(client_a, "alice", "I am allergic to peanuts.")
+    recalled = post_message(client_a, "bob", "What am I allergic to?").json()["recalled"]
+    assert recalled == []
