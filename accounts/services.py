@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, Tenant
 
-TOKEN_PREFIX = "ltm_"
+TOKEN_PREFIX = "ltm_"  # noqa: S105 - a marker, not a secret
 # last_used_at is written at most this often per token, so a busy client does not
 # turn every read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)

@@ -53,7 +53,12 @@ def api_exception_handler(exc, context):
             fields = {"non_field_errors": fields}
         first = next(iter(fields.items()), None)
         summary = "The request is not valid."
-        if first and isinstance(first[1], list) and first[1] and "message" in first[1][0]:
+        if (
+            first
+            and isinstance(first[1], list)
+            and first[1]
+            and "message" in first[1][0]
+        ):
             summary = f"{first[0]}: {first[1][0]['message']}"
         return Response(
             error_body("invalid_input", summary, {"fields": fields}),

@@ -16,8 +16,7 @@ SECRET_KEY = env.str("LTM_SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "LTM_SECRET_KEY must be set when LTM_DEBUG is off "
-            "(see .env.example)."
+            "LTM_SECRET_KEY must be set when LTM_DEBUG is off (see .env.example)."
         )
     SECRET_KEY = "insecure-development-key-only-used-with-LTM_DEBUG-on"  # noqa: S105
 ALLOWED_HOSTS = env.list(
@@ -72,9 +71,7 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------
 DATABASES = {
-    "default": env.db(
-        "DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'ltm.sqlite3'}"
-    ),
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'ltm.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if DATABASES["default"]["NAME"] != ":memory:":
@@ -112,9 +109,7 @@ LTM_MAX_MESSAGE_CHARS = env.int("LTM_MAX_MESSAGE_CHARS", default=4000)
 # Characters in a userId.
 LTM_MAX_USER_ID_CHARS = 255
 # Whole request bodies are refused above this size (bytes).
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
-    "LTM_MAX_REQUEST_BYTES", default=64 * 1024
-)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("LTM_MAX_REQUEST_BYTES", default=64 * 1024)
 
 # Requests per tenant (all its tokens together), e.g. "600/min"; empty: no limit.
 LTM_RATE_LIMIT = env.str("LTM_RATE_LIMIT", default="600/min")
@@ -139,7 +134,7 @@ SPECTACULAR_SETTINGS = {
         "Send what your users say; LTM keeps the facts worth keeping, recalls them "
         "for the next message, answers with them in context and forgets on request."
         "\n\nAuthenticate with `Authorization: Bearer <token>`. Every error is JSON "
-        "of the shape `{\"error\": {\"code\", \"message\", \"details\"}}`."
+        'of the shape `{"error": {"code", "message", "details"}}`.'
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -159,9 +154,7 @@ CACHES = {
 # Embeddings: "local" (bundled MiniLM, offline) or "openai".
 LTM_EMBEDDINGS_PROVIDER = env.str("LTM_EMBEDDINGS_PROVIDER", default="local")
 # Override where the local model's files are (defaults: the installed packages).
-LTM_LOCAL_EMBEDDING_MODEL_PATH = env.str(
-    "LTM_LOCAL_EMBEDDING_MODEL_PATH", default=""
-)
+LTM_LOCAL_EMBEDDING_MODEL_PATH = env.str("LTM_LOCAL_EMBEDDING_MODEL_PATH", default="")
 LTM_LOCAL_EMBEDDING_TOKENIZER_PATH = env.str(
     "LTM_LOCAL_EMBEDDING_TOKENIZER_PATH", default=""
 )

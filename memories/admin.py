@@ -20,13 +20,28 @@ class ReadOnlyAdminMixin:
 class MemoryEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = MemoryEvent
     extra = 0
-    fields = ["created_at", "action", "old_text", "new_text", "actor", "reason", "message"]
+    fields = [
+        "created_at",
+        "action",
+        "old_text",
+        "new_text",
+        "actor",
+        "reason",
+        "message",
+    ]
     readonly_fields = fields
 
 
 @admin.register(Memory)
 class MemoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["excerpt", "user_id", "tenant", "status", "happened_at", "created_at"]
+    list_display = [
+        "excerpt",
+        "user_id",
+        "tenant",
+        "status",
+        "happened_at",
+        "created_at",
+    ]
     list_filter = ["tenant", "status", "created_at"]
     list_select_related = ["tenant"]
     search_fields = ["text", "user_id", "tenant__slug", "=vector_key"]
@@ -69,8 +84,16 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["tenant", "kind", "sent_at"]
     list_select_related = ["tenant"]
     search_fields = ["text", "user_id", "tenant__slug"]
-    readonly_fields = ["tenant", "user_id", "kind", "role", "text", "redacted_at",
-                       "sent_at", "created_at"]
+    readonly_fields = [
+        "tenant",
+        "user_id",
+        "kind",
+        "role",
+        "text",
+        "redacted_at",
+        "sent_at",
+        "created_at",
+    ]
 
     @admin.display(description="text")
     def excerpt(self, message: Message) -> str:
@@ -82,5 +105,11 @@ class VectorOperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "memory", "tenant", "created_at", "applied_at", "attempts"]
     list_filter = ["tenant", ("applied_at", admin.EmptyFieldListFilter)]
     list_select_related = ["tenant", "memory"]
-    readonly_fields = ["memory", "tenant", "created_at", "applied_at", "attempts",
-                       "last_error"]
+    readonly_fields = [
+        "memory",
+        "tenant",
+        "created_at",
+        "applied_at",
+        "attempts",
+        "last_error",
+    ]

@@ -88,7 +88,9 @@ class MessageViewSet(viewsets.ViewSet):
                 },
             ),
             OpenApiExample(
-                "Asking", request_only=True, value={"userId": "u1", "message": "Where do I live?"}
+                "Asking",
+                request_only=True,
+                value={"userId": "u1", "message": "Where do I live?"},
             ),
         ],
         tags=["memory"],
@@ -129,7 +131,10 @@ class ForgetViewSet(viewsets.ViewSet):
             OpenApiExample(
                 "Forget one fact",
                 request_only=True,
-                value={"userId": "u1", "message": "Forget that I am allergic to peanuts."},
+                value={
+                    "userId": "u1",
+                    "message": "Forget that I am allergic to peanuts.",
+                },
             )
         ],
         tags=["memory"],

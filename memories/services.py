@@ -78,7 +78,9 @@ def _view(recalled: RecalledMemory) -> MemoryView:
 
 # --- writes of single memories ---------------------------------------------
 def _enqueue_vector_sync(memory: Memory) -> None:
-    operation = VectorOperation.objects.create(memory=memory, tenant_id=memory.tenant_id)
+    operation = VectorOperation.objects.create(
+        memory=memory, tenant_id=memory.tenant_id
+    )
     transaction.on_commit(
         lambda: vector_operations_apply(operation_ids=[operation.pk]), robust=True
     )
@@ -236,7 +238,9 @@ def vector_operations_apply(
             puts: dict[Namespace, list[VectorRecord]] = {}
             deletes: dict[Namespace, list[str]] = {}
             for memory in memories:
-                namespace = Namespace(tenant_id=memory.tenant_id, user_id=memory.user_id)
+                namespace = Namespace(
+                    tenant_id=memory.tenant_id, user_id=memory.user_id
+                )
                 if memory.is_active:
                     puts.setdefault(namespace, []).append(
                         VectorRecord(
@@ -374,7 +378,9 @@ def message_handle(
         recalled=[_view(item) for item in recalled],
         remembered=[change.memory.text for change in changes],
     )
-    return MessageOutcome(message=message, reply=reply, recalled=recalled, changes=changes)
+    return MessageOutcome(
+        message=message, reply=reply, recalled=recalled, changes=changes
+    )
 
 
 def forget_handle(

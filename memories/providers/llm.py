@@ -149,10 +149,11 @@ _FORGET_TOPIC = re.compile(
     r"\b(?:everything|all|anything)\s+(?:about|regarding|on)\b|\bforget about\b",
     re.I,
 )
-_STOP_WORDS = frozenset(
+_STOP_WORDS_TEXT = (
     "a an the i me my we our you your is am are was were be been to of in on at "
-    "for and or that this it about everything all anything what with do did".split()
+    "for and or that this it about everything all anything what with do did"
 )
+_STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 
 
 def split_clauses(message: str) -> list[str]:
@@ -188,7 +189,7 @@ def slot_of(clause: str) -> str:
 
 
 def to_second_person(text: str) -> str:
-    """Rewrite the user's own words so a reply can address them ("I am" -> "you are")."""
+    """The user's own words, rewritten to address them ("I am" -> "you are")."""
     replacements = [
         (r"\bI am\b", "you are"),
         (r"\bI'm\b", "you're"),

@@ -44,17 +44,25 @@ _NUMBERS = {
     "a few": 3,
 }
 _UNIT = r"(day|week|month|year)s?"
-_COUNT = r"(\d+|a couple of|a few|an|a|one|two|three|four|five|six|seven|eight|nine|ten)"
+_COUNT = (
+    r"(\d+|a couple of|a few|an|a|one|two|three|four|five|six|seven|eight|nine|ten)"
+)
 _MONTH = "|".join(MONTHS)
 _PATTERNS = [
     ("iso", re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")),
     (
         "month_day",
-        re.compile(rf"\b(?:on\s+)?({_MONTH})\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?\b", re.I),
+        re.compile(
+            rf"\b(?:on\s+)?({_MONTH})\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?\b",
+            re.I,
+        ),
     ),
     (
         "day_month",
-        re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH})(?:,?\s+(\d{{4}}))?\b", re.I),
+        re.compile(
+            rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH})(?:,?\s+(\d{{4}}))?\b",
+            re.I,
+        ),
     ),
     ("ago", re.compile(rf"\b{_COUNT}\s+{_UNIT}\s+ago\b", re.I)),
     ("in", re.compile(rf"\bin\s+{_COUNT}\s+{_UNIT}\b", re.I)),
@@ -135,8 +143,9 @@ def _resolve(kind: str, match: re.Match, today: datetime):  # noqa: C901, PLR091
                 day, month_name, year = groups
             month = MONTHS.index(month_name.lower()) + 1
             return (
-                today.replace(year=int(year) if year else today.year, month=month,
-                              day=int(day)),
+                today.replace(
+                    year=int(year) if year else today.year, month=month, day=int(day)
+                ),
                 "day",
             )
         if kind == "ago":

@@ -21,6 +21,7 @@ __all__ = [
     "VectorStoreError",
     "get_vector_store",
     "reset_vector_store",
+    "use_vector_store",
 ]
 
 _store: VectorStore | None = None
@@ -55,6 +56,13 @@ def get_vector_store() -> VectorStore:
                     dimension=embedder.dimension, model_name=embedder.model_name
                 )
     return _store
+
+
+def use_vector_store(store: VectorStore) -> None:
+    """Make `store` the process-wide store (a wrapper, a store built by hand)."""
+    global _store
+    with _lock:
+        _store = store
 
 
 def reset_vector_store() -> None:

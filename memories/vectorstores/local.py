@@ -167,10 +167,15 @@ class LocalVectorStore:
         self, *, namespace: Namespace, vector: np.ndarray, top_k: int
     ) -> list[VectorHit]:
         query = np.frombuffer(self._as_blob(vector), dtype="<f4")
-        rows = self._connection().execute(
-            "SELECT key, embedding FROM vectors WHERE tenant_id = ? AND user_id = ?",
-            (namespace.tenant_id, namespace.user_id),
-        ).fetchall()
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT key, embedding FROM vectors "
+                "WHERE tenant_id = ? AND user_id = ?",
+                (namespace.tenant_id, namespace.user_id),
+            )
+            .fetchall()
+        )
         if not rows or top_k <= 0:
             return []
         keys = [row[0] for row in rows]

@@ -28,7 +28,9 @@ def nothing_changes(db):
 
 
 @pytest.mark.usefixtures("nothing_changes")
-@pytest.mark.parametrize("path", ["/message", "/api/v1/message", "/forget", "/api/v1/forget"])
+@pytest.mark.parametrize(
+    "path", ["/message", "/api/v1/message", "/forget", "/api/v1/forget"]
+)
 @pytest.mark.parametrize(
     ("body", "field", "field_code"),
     [
@@ -54,9 +56,7 @@ def test_bad_fields_are_refused_with_their_field_and_code(
 
 @pytest.mark.usefixtures("nothing_changes")
 def test_the_message_size_limit_is_stated_in_the_error(client_a):
-    error = assert_error(
-        post_message(client_a, "u1", "x" * 4001), 400, "invalid_input"
-    )
+    error = assert_error(post_message(client_a, "u1", "x" * 4001), 400, "invalid_input")
     assert "4000" in error["message"]
 
 
@@ -71,7 +71,9 @@ def test_a_body_that_is_not_an_object_is_refused(client_a):
 @pytest.mark.usefixtures("nothing_changes")
 def test_malformed_json_is_refused(client_a):
     response = client_a.post(
-        "/api/v1/message", data='{"userId": "u1", "message": ', content_type="application/json"
+        "/api/v1/message",
+        data='{"userId": "u1", "message": ',
+        content_type="application/json",
     )
     assert_error(response, 400, "malformed_json")
 
@@ -90,7 +92,9 @@ def test_a_form_body_is_refused_as_the_wrong_content_type(client_a):
 @override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1024)
 def test_an_oversized_body_is_refused(client_a):
     body = json.dumps({"userId": "u1", "message": "x" * 2000})
-    response = client_a.post("/api/v1/message", data=body, content_type="application/json")
+    response = client_a.post(
+        "/api/v1/message", data=body, content_type="application/json"
+    )
     assert_error(response, 413, "request_too_large")
 
 
@@ -118,14 +122,18 @@ def test_a_token_in_the_wrong_scheme_is_refused(anonymous_client, tenant_a):
 @pytest.mark.usefixtures("nothing_changes")
 def test_a_revoked_token_is_refused(client_a):
     token_revoke(token=client_a.token)
-    assert_error(post_message(client_a, "u1", "I live in Lisbon."), 401, "token_revoked")
+    assert_error(
+        post_message(client_a, "u1", "I live in Lisbon."), 401, "token_revoked"
+    )
 
 
 @pytest.mark.usefixtures("nothing_changes")
 def test_a_token_of_a_deactivated_tenant_is_refused(client_a, tenant_a):
     tenant_a.is_active = False
     tenant_a.save()
-    assert_error(post_message(client_a, "u1", "I live in Lisbon."), 401, "tenant_inactive")
+    assert_error(
+        post_message(client_a, "u1", "I live in Lisbon."), 401, "tenant_inactive"
+    )
 
 
 @pytest.mark.usefixtures("nothing_changes")

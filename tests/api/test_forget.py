@@ -18,7 +18,9 @@ def test_forget_removes_only_the_fact_named(client_a, told):
     response = post_forget(client_a, "u1", "Forget that I am allergic to peanuts.")
     assert response.status_code == 200
     body = response.json()
-    assert [m["previousText"] for m in body["forgotten"]] == ["I am allergic to peanuts."]
+    assert [m["previousText"] for m in body["forgotten"]] == [
+        "I am allergic to peanuts."
+    ]
     assert "allergic to peanuts" in body["reply"]
     remaining = Memory.objects.filter(user_id="u1", status="active")
     assert [m.text for m in remaining] == ["I moved to Lisbon last month."]
@@ -26,7 +28,9 @@ def test_forget_removes_only_the_fact_named(client_a, told):
 
 def test_a_forgotten_fact_is_never_recalled_again(client_a, told):
     post_forget(client_a, "u1", "Forget that I am allergic to peanuts.")
-    recalled = post_message(client_a, "u1", "Am I allergic to peanuts?").json()["recalled"]
+    recalled = post_message(client_a, "u1", "Am I allergic to peanuts?").json()[
+        "recalled"
+    ]
     assert all("peanut" not in m["text"] for m in recalled)
 
 
@@ -34,13 +38,18 @@ def test_a_forgotten_fact_leaves_no_text_anywhere(client_a, told, vector_store):
     peanuts_id = told["added"][1]["id"]
     post_forget(client_a, "u1", "Forget that I am allergic to peanuts.")
     assert database_rows_containing("peanut") == []
-    namespace = Namespace(tenant_id=Memory.objects.get(vector_key=peanuts_id).tenant_id,
-                          user_id="u1")
+    namespace = Namespace(
+        tenant_id=Memory.objects.get(vector_key=peanuts_id).tenant_id, user_id="u1"
+    )
     assert vector_store.get(namespace=namespace, keys=[peanuts_id]) == []
     # The tombstone: the memory row and its history remain, without content.
     tombstone = Memory.objects.get(vector_key=peanuts_id)
     assert tombstone.status == "deleted"
-    assert (tombstone.text, tombstone.content_hash, bytes(tombstone.embedding)) == ("", "", b"")
+    assert (tombstone.text, tombstone.content_hash, bytes(tombstone.embedding)) == (
+        "",
+        "",
+        b"",
+    )
     assert [e.action for e in MemoryEvent.objects.filter(memory=tombstone)] == [
         "add",
         "delete",
@@ -63,7 +72,10 @@ def test_forget_everything_about_a_topic(client_a):
     post_message(client_a, "u1", "I have a dog named Rex.")
     body = post_forget(client_a, "u1", "Forget everything about my job.").json()
     forgotten = sorted(m["previousText"] for m in body["forgotten"])
-    assert forgotten == ["I work as a baker at Padaria Lisboa.", "My job starts at 5 am."]
+    assert forgotten == [
+        "I work as a baker at Padaria Lisboa.",
+        "My job starts at 5 am.",
+    ]
     assert [m.text for m in Memory.objects.filter(status="active")] == [
         "I have a dog named Rex."
     ]

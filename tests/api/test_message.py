@@ -21,14 +21,18 @@ def test_it_stores_each_first_person_fact_of_a_message(client_a):
     body = response.json()
     texts = [memory["text"] for memory in body["added"]]
     assert texts == ["I moved to Lisbon last month.", "I am allergic to peanuts."]
-    assert all(memory["sourceMessageId"] == body["messageId"] for memory in body["added"])
+    assert all(
+        memory["sourceMessageId"] == body["messageId"] for memory in body["added"]
+    )
     assert Memory.objects.filter(user_id="u1", status="active").count() == 2
     message = Message.objects.get(pk=body["messageId"])
     assert "Lisbon" in message.text
 
 
 def test_a_question_recalls_the_memory_that_answers_it(client_a):
-    post_message(client_a, "u1", "I moved to Lisbon last month and I am allergic to peanuts.")
+    post_message(
+        client_a, "u1", "I moved to Lisbon last month and I am allergic to peanuts."
+    )
     response = post_message(client_a, "u1", "Where do I live?")
     body = response.json()
     assert body["added"] == []
@@ -47,8 +51,9 @@ def test_a_duplicate_fact_is_not_stored_twice(client_a):
     post_message(client_a, "u1", "I am allergic to peanuts.")
     second = post_message(client_a, "u1", "i am allergic to peanuts!").json()
     third = post_message(client_a, "u1", "I'm allergic to peanuts.").json()
-    assert second["added"] == [] and second["updated"] == []
-    assert third["added"] == [] and third["updated"] == []
+    for body in (second, third):
+        assert body["added"] == []
+        assert body["updated"] == []
     assert Memory.objects.filter(user_id="u1").count() == 1
 
 
@@ -90,5 +95,7 @@ def test_every_memory_records_its_model_hash_and_actor(client_a):
 
 def test_users_of_one_tenant_do_not_share_memories(client_a):
     post_message(client_a, "alice", "I am allergic to peanuts.")
-    recalled = post_message(client_a, "bob", "What am I allergic to?").json()["recalled"]
+    recalled = post_message(client_a, "bob", "What am I allergic to?").json()[
+        "recalled"
+    ]
     assert recalled == []

@@ -46,8 +46,9 @@ def test_b_cannot_forget_a_memory_of_a(client_a, client_b, a_memory):
     assert [m["id"] for m in recalled["recalled"]] == [a_memory["id"]]
 
 
-def test_b_cannot_reach_a_s_vector_with_a_s_key(client_b, tenant_a, tenant_b, a_memory,
-                                                vector_store):
+def test_b_cannot_reach_a_s_vector_with_a_s_key(
+    client_b, tenant_a, tenant_b, a_memory, vector_store
+):
     in_b = Namespace(tenant_id=tenant_b.pk, user_id="shared-user")
     assert vector_store.get(namespace=in_b, keys=[a_memory["id"]]) == []
     in_a = Namespace(tenant_id=tenant_a.pk, user_id="shared-user")
@@ -57,8 +58,13 @@ def test_b_cannot_reach_a_s_vector_with_a_s_key(client_b, tenant_a, tenant_b, a_
 def test_tenant_ids_in_the_body_are_ignored(client_b, tenant_a, a_memory):
     response = client_b.post(
         "/api/v1/message",
-        {"userId": "shared-user", "message": "What am I allergic to?",
-         "tenant": tenant_a.pk, "tenantId": tenant_a.pk, "tenant_id": tenant_a.pk},
+        {
+            "userId": "shared-user",
+            "message": "What am I allergic to?",
+            "tenant": tenant_a.pk,
+            "tenantId": tenant_a.pk,
+            "tenant_id": tenant_a.pk,
+        },
         format="json",
     )
     assert response.status_code == 200

@@ -22,6 +22,4 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Created tenant {tenant.slug}."))
         if not no_token:
             issued = token_issue(tenant=tenant)
-            self.stdout.write(
-                "API token (shown once, store it now):\n" + issued.secret
-            )
+            self.stdout.write("API token (shown once, store it now):\n" + issued.secret)
