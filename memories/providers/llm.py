@@ -93,7 +93,8 @@ _SMALL_TALK = re.compile(
 _PHATIC = re.compile(
     r"^(?:i|we) (?:see|agree|know|guess|understand|mean|hope so|think so|don't know|"
     r"do not know|am not sure|wonder\b.*)\W*$"
-    r"|^(?:i'm|i am) (?:fine|good|ok|okay|well|not sure|sure|back|here|sorry)\W*$",
+    r"|^(?:i'm|i am) (?:fine|good|ok|okay|well|not sure|sure|back|here|sorry)"
+    r"(?:[\s,]+(?:thanks|thank you|too|as well))?\W*$",
     re.I,
 )
 # Instructions to the assistant are not facts about the user.
