@@ -5,6 +5,8 @@ import tempfile
 
 os.environ.setdefault("LTM_SECRET_KEY", "test-only-secret-key")  # noqa: S105
 os.environ.setdefault("LTM_DATA_DIR", tempfile.mkdtemp(prefix="ltm-test-"))
+# WhiteNoise warns about a missing static root; tests serve no static files.
+os.environ.setdefault("LTM_STATIC_ROOT", tempfile.mkdtemp(prefix="ltm-static-"))
 os.environ.setdefault("LTM_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 
 from ltm_project.settings import *  # noqa: E402, F403
