@@ -1,5 +1,6 @@
 """LTM settings, read from the environment (and an optional `.env` file)."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -84,7 +85,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {
             "timeout": 20,
             "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                # Forgotten text is overwritten, not left in free pages.
+                "PRAGMA secure_delete=ON;"
+            ),
         }
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -160,7 +165,9 @@ LTM_LOCAL_EMBEDDING_MODEL_PATH = env.str("LTM_LOCAL_EMBEDDING_MODEL_PATH", defau
 LTM_LOCAL_EMBEDDING_TOKENIZER_PATH = env.str(
     "LTM_LOCAL_EMBEDDING_TOKENIZER_PATH", default=""
 )
-LTM_EMBEDDING_BATCH_SIZE = env.int("LTM_EMBEDDING_BATCH_SIZE", default=32)
+# Texts per model run, and how many runs go side by side (default: the cores).
+LTM_EMBEDDING_BATCH_SIZE = env.int("LTM_EMBEDDING_BATCH_SIZE", default=8)
+LTM_EMBEDDING_THREADS = env.int("LTM_EMBEDDING_THREADS", default=os.cpu_count() or 1)
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
 LTM_OPENAI_EMBEDDING_MODEL = env.str(
@@ -191,6 +198,19 @@ LTM_DUPLICATE_SIMILARITY = env.float("LTM_DUPLICATE_SIMILARITY", default=0.92)
 LTM_FORGET_MIN_SCORE = env.float("LTM_FORGET_MIN_SCORE", default=0.55)
 # For "forget everything about X": the lower bar a memory must reach.
 LTM_FORGET_TOPIC_MIN_SCORE = env.float("LTM_FORGET_TOPIC_MIN_SCORE", default=0.3)
+
+# Hybrid search: how many candidates each ranking gives, and how they are fused
+# (reciprocal rank fusion: weight / (k + rank), summed over the two rankings).
+LTM_SEARCH_CANDIDATES = env.int("LTM_SEARCH_CANDIDATES", default=50)
+LTM_SEARCH_RRF_K = env.int("LTM_SEARCH_RRF_K", default=60)
+LTM_SEARCH_KEYWORD_WEIGHT = env.float("LTM_SEARCH_KEYWORD_WEIGHT", default=1.0)
+LTM_SEARCH_VECTOR_WEIGHT = env.float("LTM_SEARCH_VECTOR_WEIGHT", default=0.5)
+# Weight of the neighbouring messages' words against the memory's own words.
+LTM_SEARCH_CONTEXT_WEIGHT = env.float("LTM_SEARCH_CONTEXT_WEIGHT", default=0.5)
+# Put memories from a message already in the results after those from new ones.
+LTM_SEARCH_DIVERSIFY = env.bool("LTM_SEARCH_DIVERSIFY", default=True)
+# Messages in one import request.
+LTM_IMPORT_MAX_MESSAGES = env.int("LTM_IMPORT_MAX_MESSAGES", default=500)
 
 LOGGING = {
     "version": 1,

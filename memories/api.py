@@ -7,12 +7,18 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from memories import selectors, services
 from memories.models import Memory
+from memories.search import SearchFilters
 from memories.serializers import (
     ErrorSerializer,
+    ImportInputSerializer,
+    ImportOutputSerializer,
+    SearchInputSerializer,
+    SearchOutputSerializer,
     ForgetInputSerializer,
     ForgetOutputSerializer,
     MemoryDetailSerializer,
@@ -213,3 +219,113 @@ class MemoryViewSet(
     def perform_destroy(self, instance: Memory) -> None:
         # Deleting a tombstone again is a no-op, so retries are safe.
         services.memory_delete(memory=instance, actor=services.ACTOR_API)
+
+    @extend_schema(
+        summary="Import a conversation",
+        description="Remembers past messages without replying: the same pipeline as "
+        "/message (extract, deduplicate, update, store with provenance), each memory "
+        "dated by the time its message was said. Idempotent on clientMessageId. "
+        "The whole batch is validated first: one bad message rejects it all and "
+        "nothing is stored.",
+        request=ImportInputSerializer,
+        responses={200: ImportOutputSerializer, **_ERRORS},
+        examples=[
+            OpenApiExample(
+                "Two turns",
+                request_only=True,
+                value={
+                    "userId": "conv-1",
+                    "messages": [
+                        {
+                            "speaker": "Caroline",
+                            "text": "I went to a support group yesterday.",
+                            "sentAt": "2023-05-08T13:56:00Z",
+                            "clientMessageId": "D1:3",
+                        },
+                        {
+                            "speaker": "Melanie",
+                            "text": "That sounds powerful! I painted a lake sunrise.",
+                            "sentAt": "2023-05-08T13:57:00Z",
+                            "clientMessageId": "D1:4",
+                        },
+                    ],
+                },
+            )
+        ],
+    )
+    @action(detail=False, methods=["post"], url_path="import", url_name="import")
+    def import_messages(self, request):
+        data = ImportInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcome = services.messages_import(
+            tenant=request.user,
+            user_id=data.validated_data["userId"],
+            incoming=[
+                services.IncomingMessage(
+                    text=item["text"],
+                    sent_at=item["sentAt"],
+                    role=item["role"],
+                    speaker=item["speaker"],
+                    client_message_id=item["clientMessageId"],
+                )
+                for item in data.validated_data["messages"]
+            ],
+        )
+        output = ImportOutputSerializer(
+            {
+                "userId": data.validated_data["userId"],
+                "imported": len(outcome.messages),
+                "skipped": outcome.skipped_client_message_ids,
+                "messageIds": {
+                    message.client_message_id: message.pk
+                    for message in outcome.messages
+                    if message.client_message_id
+                },
+                "added": _changes(outcome.changes, "add"),
+                "updated": _changes(outcome.changes, "update"),
+            }
+        )
+        return Response(output.data)
+
+    @extend_schema(
+        summary="Search a user's memories",
+        description="Hybrid search: vector similarity and keyword relevance (the "
+        "database's full-text index, stemmed) fused by reciprocal rank. Each hit "
+        "carries its score, when it happened and the messages it came from.",
+        request=SearchInputSerializer,
+        responses={200: SearchOutputSerializer, **_ERRORS},
+        examples=[
+            OpenApiExample(
+                "Search",
+                request_only=True,
+                value={
+                    "userId": "conv-1",
+                    "query": "When did Caroline go to the support group?",
+                    "topK": 5,
+                    "timeRange": {"start": "2023-05-01T00:00:00Z"},
+                },
+            )
+        ],
+    )
+    @action(detail=False, methods=["post"], url_path="search", url_name="search")
+    def search(self, request):
+        data = SearchInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        time_range = data.validated_data.get("timeRange", {})
+        filters = data.validated_data.get("filters", {})
+        hits = selectors.memory_recall(
+            tenant=request.user,
+            user_id=data.validated_data["userId"],
+            query=data.validated_data["query"],
+            top_k=data.validated_data["topK"],
+            filters=SearchFilters(
+                happened_after=time_range.get("start"),
+                happened_before=time_range.get("end"),
+                speaker=filters.get("speaker"),
+                slot=filters.get("slot"),
+            ),
+        )
+        output = SearchOutputSerializer(
+            {"userId": data.validated_data["userId"], "hits": hits}
+        )
+        return Response(output.data)

@@ -28,6 +28,10 @@ class Message(models.Model):
     user_id = models.CharField(max_length=255)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MESSAGE)
     role = models.CharField(max_length=32, default="user")
+    # Who said it, when a conversation between named people is imported.
+    speaker = models.CharField(max_length=100, blank=True)
+    # The client's own id for the message; imports are idempotent on it.
+    client_message_id = models.CharField(max_length=255, blank=True)
     # Blank once redacted: a forget request's text, or a message a forgotten memory
     # came from, is not kept.
     text = models.TextField(blank=True)
@@ -39,6 +43,13 @@ class Message(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "user_id", "sent_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "user_id", "client_message_id"],
+                condition=~models.Q(client_message_id=""),
+                name="unique_client_message_id_per_user",
+            )
+        ]
         ordering = ["sent_at", "id"]
 
     def __str__(self) -> str:
@@ -57,6 +68,10 @@ class Memory(models.Model):
     vector_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     text = models.TextField(blank=True)
     content_hash = models.CharField(max_length=64, blank=True)
+    speaker = models.CharField(max_length=100, blank=True)
+    # Words of the neighbouring messages, searched by keyword (never returned):
+    # an answer like "Adoption agencies" is found through the question before it.
+    context_text = models.TextField(blank=True)
     # Facts of one kind the user has only one of (where they live, their job):
     # a new fact with the same slot replaces the old one.
     slot = models.CharField(max_length=64, blank=True)
@@ -70,6 +85,10 @@ class Memory(models.Model):
     )
     source_message = models.ForeignKey(
         Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Every message that stated the fact (the first, and any that repeated it).
+    sources = models.ManyToManyField(
+        Message, through="MemorySource", related_name="memories"
     )
     # When the fact happened: a time the message named, else when it was said.
     happened_at = models.DateTimeField(null=True, blank=True)
@@ -85,6 +104,7 @@ class Memory(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["tenant", "user_id", "status"]),
+            models.Index(fields=["tenant", "user_id", "happened_at"]),
             models.Index(fields=["tenant", "user_id", "content_hash"]),
         ]
         verbose_name_plural = "memories"
@@ -96,6 +116,23 @@ class Memory(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+
+class MemorySource(models.Model):
+    """A message a memory came from: its provenance."""
+
+    memory = models.ForeignKey(Memory, on_delete=models.CASCADE)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["memory", "message"], name="unique_memory_source"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"memory {self.memory_id} from message {self.message_id}"
 
 
 class MemoryEvent(models.Model):

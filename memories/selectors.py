@@ -1,23 +1,13 @@
 """Reads of the memory domain, always scoped to a tenant (and usually a user)."""
 
-from dataclasses import dataclass
-
 import numpy as np
+from django.conf import settings
 from django.db.models import QuerySet
 
 from accounts.models import Tenant
 from memories.models import Memory
-from memories.vectorstores import Namespace, get_vector_store
-
-# Vectors of memories hidden or deleted a moment ago may still be in the index
-# until their outbox entry is applied, so a query asks for a few more.
-_OVERFETCH = 10
-
-
-@dataclass(frozen=True)
-class RecalledMemory:
-    memory: Memory
-    score: float
+from memories.providers.embeddings import get_embedder
+from memories.search import SearchFilters, SearchHit, memory_search
 
 
 def memory_list(*, tenant: Tenant, user_id: str | None = None) -> QuerySet[Memory]:
@@ -32,32 +22,21 @@ def memory_recall(
     *,
     tenant: Tenant,
     user_id: str,
-    vector: np.ndarray,
-    top_k: int,
-    min_score: float = -1.0,
-) -> list[RecalledMemory]:
-    """The user's active memories most similar to a vector, best first.
-
-    The index gives keys and scores; the database decides what exists and is
-    active, so a stale vector can never bring back a forgotten memory.
-    """
-    hits = get_vector_store().query(
-        namespace=Namespace(tenant_id=tenant.pk, user_id=user_id),
+    query: str,
+    vector: np.ndarray | None = None,
+    top_k: int | None = None,
+    filters: SearchFilters | None = None,
+) -> list[SearchHit]:
+    """Hybrid search over a user's memories (embeds the query if no vector given)."""
+    if vector is None:
+        (vector,) = get_embedder().embed([query])
+    return memory_search(
+        tenant=tenant,
+        user_id=user_id,
+        query=query,
         vector=vector,
-        top_k=top_k + _OVERFETCH,
+        top_k=top_k or settings.LTM_RECALL_TOP_K,
+        filters=filters,
     )
-    hits = [hit for hit in hits if hit.score >= min_score]
-    if not hits:
-        return []
-    rows = {
-        str(memory.vector_key): memory
-        for memory in memory_list(tenant=tenant, user_id=user_id).filter(
-            vector_key__in=[hit.key for hit in hits]
-        )
-    }
-    recalled = [
-        RecalledMemory(memory=rows[hit.key], score=hit.score)
-        for hit in hits
-        if hit.key in rows
-    ]
-    return recalled[:top_k]
+
+

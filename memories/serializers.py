@@ -75,11 +75,17 @@ class MemoryOutputSerializer(serializers.Serializer):
 
 
 class RecalledMemorySerializer(MemoryOutputSerializer):
-    score = serializers.FloatField(help_text="Cosine similarity to the message.")
+    score = serializers.FloatField(
+        help_text="Relevance: vector and keyword rankings fused (higher is better)."
+    )
+    similarity = serializers.FloatField(
+        help_text="Cosine similarity of the memory to the query or message."
+    )
 
     def to_representation(self, instance):
         data = MemoryOutputSerializer(instance.memory).data
-        data["score"] = round(instance.score, 4)
+        data["score"] = round(instance.score, 6)
+        data["similarity"] = round(instance.similarity, 4)
         return data
 
 
@@ -157,3 +163,151 @@ class ErrorDetailSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
+
+
+class ImportMessageSerializer(serializers.Serializer):
+    text = serializers.CharField(
+        max_length=settings.LTM_MAX_MESSAGE_CHARS, help_text="What was said."
+    )
+    sentAt = serializers.DateTimeField(  # noqa: N815
+        help_text="When it was said, ISO 8601 with a time zone (UTC if none); "
+        "relative times in the text are resolved against it."
+    )
+    role = serializers.ChoiceField(
+        choices=["user", "assistant", "other"],
+        default="user",
+        help_text="'user' (default), 'assistant' (kept as context, nothing "
+        "extracted) or 'other'.",
+    )
+    speaker = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Who said it, for conversations between named people. With a "
+        "speaker, any informative statement is kept, not only first-person ones.",
+    )
+    clientMessageId = serializers.CharField(  # noqa: N815
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Your id for the message. A message whose id was already "
+        "imported for this user is skipped, so a batch can be sent again safely.",
+    )
+
+
+class ImportInputSerializer(serializers.Serializer):
+    userId = UserIdField()  # noqa: N815
+    messages = ImportMessageSerializer(
+        many=True,
+        allow_empty=False,
+        max_length=settings.LTM_IMPORT_MAX_MESSAGES,
+        help_text="The messages, oldest first: 1 to LTM_IMPORT_MAX_MESSAGES "
+        f"(default {settings.LTM_IMPORT_MAX_MESSAGES}). One invalid message "
+        "rejects the whole batch.",
+    )
+
+    def validate_messages(self, messages):
+        ids = [m["clientMessageId"] for m in messages if m["clientMessageId"]]
+        if len(ids) != len(set(ids)):
+            raise serializers.ValidationError(
+                "clientMessageId values must be unique within a batch.",
+                code="duplicate_client_message_id",
+            )
+        return messages
+
+
+class ImportOutputSerializer(serializers.Serializer):
+    userId = serializers.CharField()  # noqa: N815
+    imported = serializers.IntegerField(help_text="Messages stored by this call.")
+    skipped = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="clientMessageIds already imported earlier, left as they were.",
+    )
+    messageIds = serializers.DictField(  # noqa: N815
+        child=serializers.IntegerField(),
+        help_text="The stored message id of each clientMessageId imported now.",
+    )
+    added = ChangedMemorySerializer(many=True, help_text="Memories added.")
+    updated = ChangedMemorySerializer(
+        many=True, help_text="Memories whose text a newer message replaced."
+    )
+
+
+class TimeRangeSerializer(serializers.Serializer):
+    start = serializers.DateTimeField(
+        required=False, help_text="Only memories that happened at or after this."
+    )
+    end = serializers.DateTimeField(
+        required=False, help_text="Only memories that happened before this."
+    )
+
+    def validate(self, attrs):
+        if "start" in attrs and "end" in attrs and attrs["start"] >= attrs["end"]:
+            raise serializers.ValidationError(
+                "start must be before end.", code="invalid_range"
+            )
+        return attrs
+
+
+class SearchFiltersSerializer(serializers.Serializer):
+    speaker = serializers.CharField(
+        max_length=100, required=False, help_text="Only what this speaker said."
+    )
+    slot = serializers.CharField(
+        max_length=64,
+        required=False,
+        help_text="Only memories of this kind: name, home, job, age, birthday, "
+        "favourite:<thing>.",
+    )
+
+
+class SearchInputSerializer(serializers.Serializer):
+    userId = UserIdField()  # noqa: N815
+    query = serializers.CharField(
+        max_length=settings.LTM_MAX_MESSAGE_CHARS, help_text="What to look for."
+    )
+    topK = serializers.IntegerField(  # noqa: N815
+        min_value=1, max_value=100, default=10, help_text="Hits to return, 1-100."
+    )
+    timeRange = TimeRangeSerializer(  # noqa: N815
+        required=False, help_text="When the memories happened."
+    )
+    filters = SearchFiltersSerializer(required=False)
+
+
+class ProvenanceSerializer(serializers.Serializer):
+    messageId = serializers.IntegerField(source="pk")  # noqa: N815
+    clientMessageId = serializers.CharField(source="client_message_id")  # noqa: N815
+    sentAt = serializers.DateTimeField(source="sent_at")  # noqa: N815
+    speaker = serializers.CharField()
+
+
+class SearchHitSerializer(RecalledMemorySerializer):
+    speaker = serializers.CharField(help_text="Who said it, if known.")
+    provenance = ProvenanceSerializer(
+        many=True, help_text="The messages the memory came from, oldest first."
+    )
+    keywordRank = serializers.IntegerField(  # noqa: N815
+        allow_null=True, help_text="Rank in the keyword ranking (1 = best), if any."
+    )
+    vectorRank = serializers.IntegerField(  # noqa: N815
+        allow_null=True, help_text="Rank in the vector ranking (1 = best), if any."
+    )
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["speaker"] = instance.memory.speaker
+        sources = sorted(
+            instance.memory.sources.all(), key=lambda message: (message.sent_at, message.pk)
+        )
+        data["provenance"] = ProvenanceSerializer(sources, many=True).data
+        data["keywordRank"] = instance.keyword_rank
+        data["vectorRank"] = instance.vector_rank
+        return data
+
+
+class SearchOutputSerializer(serializers.Serializer):
+    userId = serializers.CharField()  # noqa: N815
+    hits = SearchHitSerializer(many=True)

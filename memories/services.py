@@ -7,6 +7,9 @@ these functions, so the audit table and the vector index change together.
 import hashlib
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,19 +19,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Tenant
-from memories.models import Memory, MemoryEvent, Message, VectorOperation
+from memories.models import Memory, MemoryEvent, MemorySource, Message, VectorOperation
 from memories.providers.embeddings import get_embedder
 from memories.providers.llm import ExtractedFact, MemoryView, get_language_model
-from memories.selectors import RecalledMemory, memory_recall
+from memories.search import SearchHit
+from memories.selectors import memory_recall
 from memories.vectorstores import Namespace, VectorRecord, get_vector_store
 
 logger = logging.getLogger(__name__)
 
 ACTOR_API = "api"
+ACTOR_IMPORT = "import"
 # Candidates shown to the forget chooser.
 FORGET_CANDIDATES = 20
-# Near neighbours compared against each new fact.
-NEIGHBOURS = 5
+# Neighbouring messages' words kept per memory for keyword search.
+MAX_CONTEXT_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class MemoryChange:
 class MessageOutcome:
     message: Message
     reply: str
-    recalled: list[RecalledMemory]
+    recalled: list[SearchHit]
     changes: list[MemoryChange] = field(default_factory=list)
 
 
@@ -53,6 +58,24 @@ class ForgetOutcome:
     message: Message
     reply: str
     forgotten: list[MemoryChange] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """A message to remember, as a client sends it."""
+
+    text: str
+    sent_at: datetime
+    role: str = "user"
+    speaker: str = ""
+    client_message_id: str = ""
+
+
+@dataclass
+class ImportOutcome:
+    messages: list[Message]
+    skipped_client_message_ids: list[str]
+    changes: list[MemoryChange] = field(default_factory=list)
 
 
 def content_hash(text: str) -> str:
@@ -65,29 +88,62 @@ def _vector_bytes(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype="<f4").reshape(-1).tobytes()
 
 
-def _view(recalled: RecalledMemory) -> MemoryView:
+def _view(hit: SearchHit) -> MemoryView:
     return MemoryView(
-        key=str(recalled.memory.vector_key),
-        text=recalled.memory.text,
-        score=recalled.score,
-        happened_at=recalled.memory.happened_at,
-        time_granularity=recalled.memory.time_granularity,
-        slot=recalled.memory.slot,
+        key=str(hit.memory.vector_key),
+        text=hit.memory.text,
+        score=hit.similarity,
+        happened_at=hit.memory.happened_at,
+        time_granularity=hit.memory.time_granularity,
+        slot=hit.memory.slot,
     )
+
+
+def _spoken(message: Message) -> str:
+    """A message's words as they appear in a neighbour's context."""
+    if not message.text:
+        return ""
+    return f"{message.speaker}: {message.text}" if message.speaker else message.text
 
 
 # --- writes of single memories ---------------------------------------------
-def _enqueue_vector_sync(memory: Memory) -> None:
-    operation = VectorOperation.objects.create(
-        memory=memory, tenant_id=memory.tenant_id
-    )
+_sync_batch: ContextVar[list[int] | None] = ContextVar("sync_batch", default=None)
+
+
+def _apply_after_commit(operation_ids: list[int]) -> None:
     transaction.on_commit(
-        lambda: vector_operations_apply(operation_ids=[operation.pk]), robust=True
+        lambda: vector_operations_apply(operation_ids=operation_ids), robust=True
     )
 
 
-@transaction.atomic
-def memory_create(
+@contextmanager
+def vector_sync_batch() -> Iterator[None]:
+    """Apply the outbox entries written inside the block in one go after commit
+    (one batched write to the vector store instead of one per memory)."""
+    operation_ids: list[int] = []
+    token = _sync_batch.set(operation_ids)
+    try:
+        yield
+    finally:
+        _sync_batch.reset(token)
+    if operation_ids:
+        _apply_after_commit(operation_ids)
+
+
+def _enqueue_operations(operation_ids: list[int]) -> None:
+    batch = _sync_batch.get()
+    if batch is None:
+        _apply_after_commit(operation_ids)
+    else:
+        batch.extend(operation_ids)
+
+
+def _enqueue_vector_sync(memory: Memory) -> None:
+    operation = VectorOperation.objects.create(memory=memory, tenant_id=memory.tenant_id)
+    _enqueue_operations([operation.pk])
+
+
+def _new_memory(
     *,
     tenant: Tenant,
     user_id: str,
@@ -95,15 +151,17 @@ def memory_create(
     vector: np.ndarray,
     message: Message | None,
     actor: str,
+    context_text: str = "",
 ) -> Memory:
-    """Store a new memory, its history entry and its pending vector write."""
     embedder = get_embedder()
-    memory = Memory.objects.create(
+    return Memory(
         tenant=tenant,
         user_id=user_id,
         text=fact.text,
         content_hash=content_hash(fact.text),
         slot=fact.slot,
+        speaker=message.speaker if message else "",
+        context_text=context_text[:MAX_CONTEXT_CHARS],
         embedding_model=embedder.model_name,
         embedding_dimension=embedder.dimension,
         embedding=_vector_bytes(vector),
@@ -112,15 +170,68 @@ def memory_create(
         time_granularity=fact.time_granularity if fact.happened_at else "",
         updated_by=actor,
     )
-    MemoryEvent.objects.create(
-        memory=memory,
-        action=MemoryEvent.Action.ADD,
-        new_text=memory.text,
-        actor=actor,
-        message=message,
+
+
+@transaction.atomic
+def memories_create(*, memories: list[Memory], actor: str) -> list[Memory]:
+    """Store new memories (built unsaved) with their provenance, history entries
+    and pending vector writes, in a few bulk queries."""
+    if not memories:
+        return memories
+    Memory.objects.bulk_create(memories)
+    MemorySource.objects.bulk_create(
+        [
+            MemorySource(memory=memory, message=memory.source_message)
+            for memory in memories
+            if memory.source_message is not None
+        ]
     )
-    _enqueue_vector_sync(memory)
+    MemoryEvent.objects.bulk_create(
+        [
+            MemoryEvent(
+                memory=memory,
+                action=MemoryEvent.Action.ADD,
+                new_text=memory.text,
+                actor=actor,
+                message=memory.source_message,
+            )
+            for memory in memories
+        ]
+    )
+    operations = VectorOperation.objects.bulk_create(
+        [VectorOperation(memory=memory, tenant_id=memory.tenant_id) for memory in memories]
+    )
+    _enqueue_operations([operation.pk for operation in operations])
+    return memories
+
+
+def memory_create(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    fact: ExtractedFact,
+    vector: np.ndarray,
+    message: Message | None,
+    actor: str,
+    context_text: str = "",
+) -> Memory:
+    """Store a new memory, its provenance, history entry and pending vector write."""
+    memory = _new_memory(
+        tenant=tenant,
+        user_id=user_id,
+        fact=fact,
+        vector=vector,
+        message=message,
+        actor=actor,
+        context_text=context_text,
+    )
+    (memory,) = memories_create(memories=[memory], actor=actor)
     return memory
+
+
+def memory_add_source(*, memory: Memory, message: Message) -> None:
+    """Record that another message stated a memory's fact again."""
+    MemorySource.objects.get_or_create(memory=memory, message=message)
 
 
 @transaction.atomic
@@ -132,6 +243,7 @@ def memory_update(
     message: Message | None,
     actor: str,
     reason: str = "",
+    context_text: str | None = None,
 ) -> str:
     """Replace a memory's text (the old text goes to history); returns the old text."""
     previous_text = memory.text
@@ -140,8 +252,12 @@ def memory_update(
     memory.embedding = _vector_bytes(vector)
     if message is not None:
         memory.source_message = message
+        memory.speaker = message.speaker
         memory.happened_at = fact.happened_at or message.sent_at
         memory.time_granularity = fact.time_granularity if fact.happened_at else ""
+        MemorySource.objects.get_or_create(memory=memory, message=message)
+    if context_text is not None:
+        memory.context_text = context_text[:MAX_CONTEXT_CHARS]
     memory.updated_at = timezone.now()
     memory.updated_by = actor
     memory.save()
@@ -158,6 +274,20 @@ def memory_update(
     return previous_text
 
 
+def _redact_messages(*, tenant: Tenant, user_id: str, message_ids: set[int]) -> None:
+    """Blank messages' text, and remove their words from neighbours' contexts."""
+    now = timezone.now()
+    for message in Message.objects.filter(pk__in=message_ids).exclude(text=""):
+        spoken = _spoken(message)
+        neighbours = Memory.objects.for_user(tenant, user_id).filter(
+            context_text__contains=spoken
+        )
+        for neighbour in neighbours:
+            neighbour.context_text = neighbour.context_text.replace(spoken, "").strip()
+            neighbour.save(update_fields=["context_text"])
+    Message.objects.filter(pk__in=message_ids).update(text="", redacted_at=now)
+
+
 @transaction.atomic
 def memory_delete(*, memory: Memory, actor: str, reason: str = "") -> Memory:
     """Forget a memory: its vector, its text, its history's text and its source
@@ -165,7 +295,10 @@ def memory_delete(*, memory: Memory, actor: str, reason: str = "") -> Memory:
     memory = Memory.objects.select_for_update().get(pk=memory.pk)
     if memory.status == Memory.Status.DELETED:
         return memory
-    source_messages = {
+    source_messages = set(
+        MemorySource.objects.filter(memory=memory).values_list("message_id", flat=True)
+    )
+    source_messages |= {
         message_id
         for message_id in MemoryEvent.objects.filter(memory=memory).values_list(
             "message_id", flat=True
@@ -174,16 +307,18 @@ def memory_delete(*, memory: Memory, actor: str, reason: str = "") -> Memory:
     }
     if memory.source_message_id:
         source_messages.add(memory.source_message_id)
-    now = timezone.now()
     # The messages a forgotten fact came from hold its words too.
-    Message.objects.filter(pk__in=source_messages).update(text="", redacted_at=now)
+    _redact_messages(
+        tenant=memory.tenant, user_id=memory.user_id, message_ids=source_messages
+    )
     MemoryEvent.objects.filter(memory=memory).update(old_text="", new_text="")
     memory.text = ""
     memory.content_hash = ""
     memory.slot = ""
+    memory.context_text = ""
     memory.embedding = b""
     memory.status = Memory.Status.DELETED
-    memory.updated_at = now
+    memory.updated_at = timezone.now()
     memory.updated_by = actor
     memory.save()
     MemoryEvent.objects.create(
@@ -278,65 +413,165 @@ def vector_operations_retry(*, tenant: Tenant) -> int:
 
 
 # --- the pipeline ----------------------------------------------------------
-def _remember(
+@dataclass
+class _Pending:
+    """A memory decided on in this batch, before its vector reaches the index."""
+
+    memory: Memory
+    vector: np.ndarray
+
+
+def _context_for(messages: list[Message], index: int, before: Message | None) -> str:
+    previous = messages[index - 1] if index > 0 else before
+    following = messages[index + 1] if index + 1 < len(messages) else None
+    return " ".join(
+        _spoken(neighbour) for neighbour in (previous, following) if neighbour
+    ).strip()
+
+
+def _remember(  # noqa: C901 - one decision per fact, kept in one place
     *,
     tenant: Tenant,
     user_id: str,
-    message: Message,
-    facts: list[ExtractedFact],
+    messages: list[Message],
+    facts: list[list[ExtractedFact]],
     vectors: np.ndarray,
     actor: str,
 ) -> list[MemoryChange]:
-    """Decide add / update / nothing for each fact and write the result."""
-    decisions: list[tuple[str, ExtractedFact, np.ndarray, Memory | None]] = []
-    seen_hashes: set[str] = set()
+    """Decide add / update / nothing for each fact of each message, and write it.
+
+    Runs inside the caller's transaction. A fact already stored (same words or a
+    near-identical vector) adds its message to that memory's provenance; a fact of
+    a slot the speaker has (home, job...) replaces their old memory.
+    """
+    flat = [
+        (message_index, fact)
+        for message_index, message_facts in enumerate(facts)
+        for fact in message_facts
+    ]
+    if not flat:
+        return []
     active = Memory.objects.for_user(tenant, user_id).filter(
         status=Memory.Status.ACTIVE
     )
-    for fact, vector in zip(facts, vectors, strict=True):
-        digest = content_hash(fact.text)
-        if digest in seen_hashes or active.filter(content_hash=digest).exists():
-            continue
-        seen_hashes.add(digest)
-        neighbours = memory_recall(
-            tenant=tenant, user_id=user_id, vector=vector, top_k=NEIGHBOURS
+    neighbours = get_vector_store().query_many(
+        namespace=Namespace(tenant_id=tenant.pk, user_id=user_id),
+        vectors=list(vectors),
+        top_k=1,
+    )
+    before = (
+        Message.objects.for_user(tenant, user_id)
+        .filter(kind=Message.Kind.MESSAGE, sent_at__lte=messages[0].sent_at)
+        .exclude(pk__in=[message.pk for message in messages])
+        .order_by("-sent_at", "-id")
+        .first()
+    )
+    threshold = settings.LTM_DUPLICATE_SIMILARITY
+    by_hash: dict[str, Memory] = {
+        memory.content_hash: memory
+        for memory in active.filter(
+            content_hash__in={content_hash(fact.text) for _, fact in flat}
         )
-        if neighbours and neighbours[0].score >= settings.LTM_DUPLICATE_SIMILARITY:
-            continue
-        same_slot = (
-            active.filter(slot=fact.slot).order_by("-updated_at").first()
-            if fact.slot
-            else None
-        )
-        if same_slot is not None:
-            decisions.append(("update", fact, vector, same_slot))
-        else:
-            decisions.append(("add", fact, vector, None))
+    }
+    by_slot: dict[tuple[str, str], Memory] = {}
+    decided: list[_Pending] = []
+    new: list[Memory] = []
+    repeats: list[tuple[Memory, Message]] = []
+    changes: list[MemoryChange] = []
 
-    changes = []
-    with transaction.atomic():
-        for operation, fact, vector, existing in decisions:
-            if operation == "update":
-                previous = memory_update(
-                    memory=existing,
-                    fact=fact,
-                    vector=vector,
-                    message=message,
-                    actor=actor,
-                    reason="superseded by a newer statement",
-                )
-                changes.append(MemoryChange("update", existing, previous))
-            else:
-                memory = memory_create(
-                    tenant=tenant,
-                    user_id=user_id,
-                    fact=fact,
-                    vector=vector,
-                    message=message,
-                    actor=actor,
-                )
-                changes.append(MemoryChange("add", memory))
+    def store_new() -> None:
+        memories_create(memories=new, actor=actor)
+        new.clear()
+
+    for (message_index, fact), vector, nearest in zip(
+        flat, vectors, neighbours, strict=True
+    ):
+        message = messages[message_index]
+        digest = content_hash(fact.text)
+        same = by_hash.get(digest)
+        if same is None and decided:
+            similarities = np.stack([item.vector for item in decided]) @ vector
+            best = int(np.argmax(similarities))
+            if similarities[best] >= threshold:
+                same = decided[best].memory
+        if same is None and nearest and nearest[0].score >= threshold:
+            same = active.filter(vector_key=nearest[0].key).first()
+        if same is not None:
+            repeats.append((same, message))
+            continue
+        context_text = _context_for(messages, message_index, before)
+        previous = None
+        if fact.slot:
+            # A slot is one person's: Melanie's home never replaces Caroline's.
+            slot_key = (message.speaker, fact.slot)
+            previous = by_slot.get(slot_key) or (
+                active.filter(slot=fact.slot, speaker=message.speaker)
+                .order_by("-updated_at")
+                .first()
+            )
+        if previous is not None:
+            if previous.pk is None:
+                store_new()
+            old_text = memory_update(
+                memory=previous,
+                fact=fact,
+                vector=vector,
+                message=message,
+                actor=actor,
+                reason="superseded by a newer statement",
+                context_text=context_text,
+            )
+            changes.append(MemoryChange("update", previous, old_text))
+            memory = previous
+        else:
+            memory = _new_memory(
+                tenant=tenant,
+                user_id=user_id,
+                fact=fact,
+                vector=vector,
+                message=message,
+                actor=actor,
+                context_text=context_text,
+            )
+            new.append(memory)
+            changes.append(MemoryChange("add", memory))
+        by_hash[digest] = memory
+        if fact.slot:
+            by_slot[(message.speaker, fact.slot)] = memory
+        decided.append(_Pending(memory=memory, vector=np.asarray(vector)))
+    store_new()
+    MemorySource.objects.bulk_create(
+        [MemorySource(memory=memory, message=message) for memory, message in repeats],
+        ignore_conflicts=True,
+    )
     return changes
+
+
+def _link_to_previous(
+    *, tenant: Tenant, user_id: str, messages: list[Message]
+) -> None:
+    """Add new messages' first words to the context of the previous message's
+    memories (the next message often answers or explains the previous one)."""
+    spoken = _spoken(messages[0])
+    if not spoken:
+        return
+    previous = (
+        Message.objects.for_user(tenant, user_id)
+        .filter(kind=Message.Kind.MESSAGE, sent_at__lte=messages[0].sent_at)
+        .exclude(pk__in=[message.pk for message in messages])
+        .order_by("-sent_at", "-id")
+        .first()
+    )
+    if previous is None:
+        return
+    for memory in Memory.objects.filter(
+        source_message=previous, status=Memory.Status.ACTIVE
+    ):
+        if spoken not in memory.context_text:
+            memory.context_text = f"{memory.context_text} {spoken}".strip()[
+                :MAX_CONTEXT_CHARS
+            ]
+            memory.save(update_fields=["context_text"])
 
 
 def message_handle(
@@ -354,32 +589,105 @@ def message_handle(
     facts = llm.extract_facts(message=text, sent_at=sent_at)
     # One embedding call for the message (to recall with) and its facts.
     vectors = get_embedder().embed([text] + [fact.text for fact in facts])
-    recalled = memory_recall(
-        tenant=tenant,
-        user_id=user_id,
-        vector=vectors[0],
-        top_k=settings.LTM_RECALL_TOP_K,
-        min_score=settings.LTM_RECALL_MIN_SCORE,
+    hits = memory_recall(
+        tenant=tenant, user_id=user_id, query=text, vector=vectors[0]
     )
-    with transaction.atomic():
+    # A keyword match counts as related; otherwise the meaning must be close.
+    recalled = [
+        hit
+        for hit in hits
+        if hit.keyword_rank is not None
+        or hit.similarity >= settings.LTM_RECALL_MIN_SCORE
+    ]
+    with transaction.atomic(), vector_sync_batch():
         message = Message.objects.create(
             tenant=tenant, user_id=user_id, text=text, sent_at=sent_at
         )
+        _link_to_previous(tenant=tenant, user_id=user_id, messages=[message])
         changes = _remember(
             tenant=tenant,
             user_id=user_id,
-            message=message,
-            facts=facts,
+            messages=[message],
+            facts=[facts],
             vectors=vectors[1:],
             actor=actor,
         )
     reply = llm.reply(
         message=text,
-        recalled=[_view(item) for item in recalled],
+        recalled=[_view(hit) for hit in recalled],
         remembered=[change.memory.text for change in changes],
     )
-    return MessageOutcome(
-        message=message, reply=reply, recalled=recalled, changes=changes
+    return MessageOutcome(message=message, reply=reply, recalled=recalled, changes=changes)
+
+
+def messages_import(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    incoming: list[IncomingMessage],
+    actor: str = ACTOR_IMPORT,
+) -> ImportOutcome:
+    """Remember a batch of past messages, without replies.
+
+    Idempotent on client message ids: messages already imported are skipped.
+    """
+    vector_operations_retry(tenant=tenant)
+    ids = [item.client_message_id for item in incoming if item.client_message_id]
+    known = set(
+        Message.objects.for_user(tenant, user_id)
+        .filter(client_message_id__in=ids)
+        .values_list("client_message_id", flat=True)
+    )
+    fresh = [item for item in incoming if item.client_message_id not in known]
+    llm = get_language_model()
+    facts = [
+        []
+        if item.role == "assistant"
+        else llm.extract_facts(
+            message=item.text, sent_at=item.sent_at, speaker=item.speaker
+        )
+        for item in fresh
+    ]
+    # The speaker's name is part of what is embedded: questions name people.
+    texts = [
+        f"{item.speaker}: {fact.text}" if item.speaker else fact.text
+        for item, message_facts in zip(fresh, facts, strict=True)
+        for fact in message_facts
+    ]
+    vectors = get_embedder().embed(texts)
+    with transaction.atomic(), vector_sync_batch():
+        messages = [
+            Message.objects.create(
+                tenant=tenant,
+                user_id=user_id,
+                text=item.text,
+                role=item.role,
+                speaker=item.speaker,
+                client_message_id=item.client_message_id,
+                sent_at=item.sent_at,
+            )
+            for item in fresh
+        ]
+        if messages:
+            _link_to_previous(tenant=tenant, user_id=user_id, messages=messages)
+        changes = (
+            _remember(
+                tenant=tenant,
+                user_id=user_id,
+                messages=messages,
+                facts=facts,
+                vectors=vectors,
+                actor=actor,
+            )
+            if messages
+            else []
+        )
+    return ImportOutcome(
+        messages=messages,
+        skipped_client_message_ids=[
+            item.client_message_id for item in incoming if item.client_message_id in known
+        ],
+        changes=changes,
     )
 
 
@@ -390,22 +698,21 @@ def forget_handle(
     vector_operations_retry(tenant=tenant)
     llm = get_language_model()
     query = llm.forget_query(request=text)
-    (vector,) = get_embedder().embed([query])
     candidates = memory_recall(
-        tenant=tenant, user_id=user_id, vector=vector, top_k=FORGET_CANDIDATES
+        tenant=tenant, user_id=user_id, query=query, top_k=FORGET_CANDIDATES
     )
-    by_key = {str(item.memory.vector_key): item for item in candidates}
+    by_key = {str(hit.memory.vector_key): hit for hit in candidates}
     chosen = [
         by_key[key]
         for key in dict.fromkeys(
             llm.choose_forgotten(
-                request=text, candidates=[_view(item) for item in candidates]
+                request=text, candidates=[_view(hit) for hit in candidates]
             )
         )
         if key in by_key
     ]
-    forgotten_views = [_view(item) for item in chosen]
-    with transaction.atomic():
+    forgotten_views = [_view(hit) for hit in chosen]
+    with transaction.atomic(), vector_sync_batch():
         # The request is kept as an event without its words: they name the fact.
         message = Message.objects.create(
             tenant=tenant,
@@ -415,10 +722,10 @@ def forget_handle(
             redacted_at=timezone.now(),
         )
         forgotten = []
-        for item in chosen:
-            previous_text = item.memory.text
+        for hit in chosen:
+            previous_text = hit.memory.text
             memory = memory_delete(
-                memory=item.memory, actor=actor, reason="forget request"
+                memory=hit.memory, actor=actor, reason="forget request"
             )
             forgotten.append(MemoryChange("delete", memory, previous_text))
     reply = llm.forget_reply(request=text, forgotten=forgotten_views)

@@ -40,8 +40,13 @@ class MemoryView:
 class LanguageModel(Protocol):
     name: str
 
-    def extract_facts(self, *, message: str, sent_at: datetime) -> list[ExtractedFact]:
-        """The facts in a message worth keeping (none for questions, small talk)."""
+    def extract_facts(
+        self, *, message: str, sent_at: datetime, speaker: str = ""
+    ) -> list[ExtractedFact]:
+        """The facts in a message worth keeping (none for questions, small talk).
+
+        `speaker` names who said it when a conversation between people is imported.
+        """
 
     def reply(
         self,
@@ -179,6 +184,15 @@ def is_fact_worth_keeping(clause: str) -> bool:
     return bool(_FIRST_PERSON.search(clause))
 
 
+def is_statement_worth_keeping(clause: str) -> bool:
+    """Any statement with some content: not a question, small talk or a request."""
+    if clause.endswith("?") or _QUESTION_START.match(clause):
+        return False
+    if _SMALL_TALK.match(clause) or _PHATIC.match(clause) or _REQUEST.match(clause):
+        return False
+    return len(content_words(clause)) >= 2
+
+
 def slot_of(clause: str) -> str:
     for slot, pattern in _SLOTS:
         if pattern.search(clause):
@@ -223,10 +237,15 @@ class OfflineLanguageModel:
 
     name = "offline-rules"
 
-    def extract_facts(self, *, message: str, sent_at: datetime) -> list[ExtractedFact]:
+    def extract_facts(
+        self, *, message: str, sent_at: datetime, speaker: str = ""
+    ) -> list[ExtractedFact]:
+        # Between named people, what either says of anyone may matter later; to an
+        # assistant, only what users say of themselves is kept.
+        keep = is_statement_worth_keeping if speaker else is_fact_worth_keeping
         facts = []
         for clause in split_clauses(message):
-            if not is_fact_worth_keeping(clause):
+            if not keep(clause):
                 continue
             text = clause[:1].upper() + clause[1:]
             if text[-1] not in ".!":

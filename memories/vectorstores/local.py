@@ -59,6 +59,9 @@ class LocalVectorStore:
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
+            # Deleted vectors and their metadata are overwritten, not left in
+            # free pages of the file.
+            connection.execute("PRAGMA secure_delete=ON")
             connection.executescript(_SCHEMA)
             self._local.connection = connection
             with self._connections_lock:
@@ -166,7 +169,15 @@ class LocalVectorStore:
     def query(
         self, *, namespace: Namespace, vector: np.ndarray, top_k: int
     ) -> list[VectorHit]:
-        query = np.frombuffer(self._as_blob(vector), dtype="<f4")
+        return self.query_many(namespace=namespace, vectors=[vector], top_k=top_k)[0]
+
+    def query_many(
+        self, *, namespace: Namespace, vectors: list[np.ndarray], top_k: int
+    ) -> list[list[VectorHit]]:
+        """One query per vector, reading the namespace's vectors once."""
+        queries = np.stack(
+            [np.frombuffer(self._as_blob(vector), dtype="<f4") for vector in vectors]
+        ) if len(vectors) else np.zeros((0, self.dimension), dtype=np.float32)
         rows = (
             self._connection()
             .execute(
@@ -177,16 +188,22 @@ class LocalVectorStore:
             .fetchall()
         )
         if not rows or top_k <= 0:
-            return []
+            return [[] for _ in vectors]
         keys = [row[0] for row in rows]
         matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4")
         matrix = matrix.reshape(len(rows), self.dimension)
-        norms = np.linalg.norm(matrix, axis=1) * max(np.linalg.norm(query), 1e-12)
-        scores = (matrix @ query) / np.maximum(norms, 1e-12)
+        row_norms = np.maximum(np.linalg.norm(matrix, axis=1), 1e-12)
+        query_norms = np.maximum(np.linalg.norm(queries, axis=1), 1e-12)
+        all_scores = (queries @ matrix.T) / np.outer(query_norms, row_norms)
         count = min(top_k, len(keys))
-        best = np.argpartition(-scores, count - 1)[:count]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [VectorHit(key=keys[i], score=float(scores[i])) for i in best]
+        results = []
+        for scores in all_scores:
+            best = np.argpartition(-scores, count - 1)[:count]
+            best = best[np.argsort(-scores[best], kind="stable")]
+            results.append(
+                [VectorHit(key=keys[i], score=float(scores[i])) for i in best]
+            )
+        return results
 
     def list_keys(self, *, namespace: Namespace | None = None) -> Iterator[str]:
         connection = self._connection()
