@@ -201,7 +201,7 @@ LTM_FORGET_TOPIC_MIN_SCORE = env.float("LTM_FORGET_TOPIC_MIN_SCORE", default=0.3
 
 # Hybrid search: how many candidates each ranking gives, and how they are fused
 # (reciprocal rank fusion: weight / (k + rank), summed over the two rankings).
-LTM_SEARCH_CANDIDATES = env.int("LTM_SEARCH_CANDIDATES", default=50)
+LTM_SEARCH_CANDIDATES = env.int("LTM_SEARCH_CANDIDATES", default=100)
 LTM_SEARCH_RRF_K = env.int("LTM_SEARCH_RRF_K", default=60)
 LTM_SEARCH_KEYWORD_WEIGHT = env.float("LTM_SEARCH_KEYWORD_WEIGHT", default=1.0)
 LTM_SEARCH_VECTOR_WEIGHT = env.float("LTM_SEARCH_VECTOR_WEIGHT", default=0.5)
@@ -209,6 +209,9 @@ LTM_SEARCH_VECTOR_WEIGHT = env.float("LTM_SEARCH_VECTOR_WEIGHT", default=0.5)
 LTM_SEARCH_CONTEXT_WEIGHT = env.float("LTM_SEARCH_CONTEXT_WEIGHT", default=0.5)
 # Put memories from a message already in the results after those from new ones.
 LTM_SEARCH_DIVERSIFY = env.bool("LTM_SEARCH_DIVERSIFY", default=True)
+# Neighbouring messages whose words are indexed with a memory (keyword search).
+LTM_CONTEXT_MESSAGES_BEFORE = env.int("LTM_CONTEXT_MESSAGES_BEFORE", default=2)
+LTM_CONTEXT_MESSAGES_AFTER = env.int("LTM_CONTEXT_MESSAGES_AFTER", default=1)
 # Messages in one import request.
 LTM_IMPORT_MAX_MESSAGES = env.int("LTM_IMPORT_MAX_MESSAGES", default=500)
 

@@ -421,11 +421,12 @@ class _Pending:
     vector: np.ndarray
 
 
-def _context_for(messages: list[Message], index: int, before: Message | None) -> str:
-    previous = messages[index - 1] if index > 0 else before
-    following = messages[index + 1] if index + 1 < len(messages) else None
+def _context_for(messages: list[Message], index: int, before: list[Message]) -> str:
+    """The words of the messages around one: a few before, one after."""
+    earlier = (before + messages[:index])[-settings.LTM_CONTEXT_MESSAGES_BEFORE :]
+    later = messages[index + 1 : index + 1 + settings.LTM_CONTEXT_MESSAGES_AFTER]
     return " ".join(
-        _spoken(neighbour) for neighbour in (previous, following) if neighbour
+        _spoken(neighbour) for neighbour in (*earlier, *later) if neighbour
     ).strip()
 
 
@@ -459,13 +460,12 @@ def _remember(  # noqa: C901 - one decision per fact, kept in one place
         vectors=list(vectors),
         top_k=1,
     )
-    before = (
+    before = list(
         Message.objects.for_user(tenant, user_id)
         .filter(kind=Message.Kind.MESSAGE, sent_at__lte=messages[0].sent_at)
         .exclude(pk__in=[message.pk for message in messages])
-        .order_by("-sent_at", "-id")
-        .first()
-    )
+        .order_by("-sent_at", "-id")[: settings.LTM_CONTEXT_MESSAGES_BEFORE]
+    )[::-1]
     threshold = settings.LTM_DUPLICATE_SIMILARITY
     by_hash: dict[str, Memory] = {
         memory.content_hash: memory
@@ -656,18 +656,20 @@ def messages_import(
     ]
     vectors = get_embedder().embed(texts)
     with transaction.atomic(), vector_sync_batch():
-        messages = [
-            Message.objects.create(
-                tenant=tenant,
-                user_id=user_id,
-                text=item.text,
-                role=item.role,
-                speaker=item.speaker,
-                client_message_id=item.client_message_id,
-                sent_at=item.sent_at,
-            )
-            for item in fresh
-        ]
+        messages = Message.objects.bulk_create(
+            [
+                Message(
+                    tenant=tenant,
+                    user_id=user_id,
+                    text=item.text,
+                    role=item.role,
+                    speaker=item.speaker,
+                    client_message_id=item.client_message_id,
+                    sent_at=item.sent_at,
+                )
+                for item in fresh
+            ]
+        )
         if messages:
             _link_to_previous(tenant=tenant, user_id=user_id, messages=messages)
         changes = (
