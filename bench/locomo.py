@@ -80,8 +80,11 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear report
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="locomo10.json or a slice of it")
     parser.add_argument("--data-dir", default="")
-    parser.add_argument("--keep-db-url", action="store_true",
-                        help="use DATABASE_URL instead of a fresh SQLite file")
+    parser.add_argument(
+        "--keep-db-url",
+        action="store_true",
+        help="use DATABASE_URL instead of a fresh SQLite file",
+    )
     args = parser.parse_args()
     configure(args.data_dir or tempfile.mkdtemp(prefix="ltm-locomo-"))
 
@@ -158,30 +161,44 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear report
 
     print("LoCoMo recall through the HTTP API (embedded defaults, no language model)")
     print(f"file: {args.path}")
-    print(f"machine: {os.cpu_count()} cores; database: "
-          f"{__import__('django.db').db.connection.vendor}")
+    print(
+        f"machine: {os.cpu_count()} cores; database: "
+        f"{__import__('django.db').db.connection.vendor}"
+    )
     print()
     print(f"{'category':<14}{'questions':>10}{'recall@5':>10}{'recall@10':>11}")
     for category, name in CATEGORIES.items():
         at5, at10 = recall[(category, 5)], recall[(category, 10)]
         if at5:
-            print(f"{name:<14}{len(at5):>10}{statistics.mean(at5):>10.3f}"
-                  f"{statistics.mean(at10):>11.3f}")
+            print(
+                f"{name:<14}{len(at5):>10}{statistics.mean(at5):>10.3f}"
+                f"{statistics.mean(at10):>11.3f}"
+            )
     every5 = [v for (c, k), values in recall.items() if k == 5 for v in values]
     every10 = [v for (c, k), values in recall.items() if k == 10 for v in values]
-    print(f"{'overall':<14}{len(every5):>10}{statistics.mean(every5):>10.3f}"
-          f"{statistics.mean(every10):>11.3f}")
+    print(
+        f"{'overall':<14}{len(every5):>10}{statistics.mean(every5):>10.3f}"
+        f"{statistics.mean(every10):>11.3f}"
+    )
     print()
-    print(f"words in the 10 memories returned: mean {statistics.mean(words_at_10):.1f}, "
-          f"max {max(words_at_10)}")
-    print(f"ingestion: {turns_total} turns in {import_seconds:.2f} s = "
-          f"{turns_total / import_seconds:.1f} turns/s")
-    print(f"search latency over {len(latencies)} requests: "
-          f"p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
-          f"p95 {percentile(latencies, 0.95) * 1000:.1f} ms")
+    print(
+        f"words in the 10 memories returned: mean {statistics.mean(words_at_10):.1f}, "
+        f"max {max(words_at_10)}"
+    )
+    print(
+        f"ingestion: {turns_total} turns in {import_seconds:.2f} s = "
+        f"{turns_total / import_seconds:.1f} turns/s"
+    )
+    print(
+        f"search latency over {len(latencies)} requests: "
+        f"p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+        f"p95 {percentile(latencies, 0.95) * 1000:.1f} ms"
+    )
     for user_id, turns, stored, scored in per_conversation:
-        print(f"{user_id}: {turns} turns, {stored} memories stored, "
-              f"{scored} questions scored")
+        print(
+            f"{user_id}: {turns} turns, {stored} memories stored, "
+            f"{scored} questions scored"
+        )
 
 
 if __name__ == "__main__":

@@ -15,17 +15,17 @@ from memories.models import Memory
 from memories.search import SearchFilters
 from memories.serializers import (
     ErrorSerializer,
-    ImportInputSerializer,
-    ImportOutputSerializer,
-    SearchInputSerializer,
-    SearchOutputSerializer,
     ForgetInputSerializer,
     ForgetOutputSerializer,
+    ImportInputSerializer,
+    ImportOutputSerializer,
     MemoryDetailSerializer,
     MemoryListQuerySerializer,
     MemoryOutputSerializer,
     MessageInputSerializer,
     MessageOutputSerializer,
+    SearchInputSerializer,
+    SearchOutputSerializer,
 )
 
 _ERRORS = {

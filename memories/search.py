@@ -19,15 +19,14 @@ from accounts.models import Tenant
 from memories.models import Memory
 from memories.vectorstores import Namespace, get_vector_store
 
-_STOP_WORDS = frozenset(
-    (
-        "a an the i me my we our you your is am are was were be been being to of in "
-        "on at for and or that this it its about what with do did does has have had "
-        "how when where who whom why which would will can could should there their "
-        "they them he she his her him by from as so if not no but just than then too "
-        "very also any some into out up down over after before again here s t"
-    ).split()
+_STOP_WORDS_TEXT = (
+    "a an the i me my we our you your is am are was were be been being to of in "
+    "on at for and or that this it its about what with do did does has have had "
+    "how when where who whom why which would will can could should there their "
+    "they them he she his her him by from as so if not no but just than then too "
+    "very also any some into out up down over after before again here s t"
 )
+_STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 MAX_QUERY_TERMS = 32
 
 
@@ -100,8 +99,9 @@ def keyword_ranking(
         match = f'partition : "{_sqlite_partition(tenant, user_id)}" AND ' + (
             f"{{body context}} : ({words})"
         )
+        # Only numbers are formatted into the SQL; every value is bound.
         sql = (
-            "SELECT f.rowid FROM memories_memory_fts f "
+            "SELECT f.rowid FROM memories_memory_fts f "  # noqa: S608
             "JOIN memories_memory m ON m.id = f.rowid "
             "WHERE memories_memory_fts MATCH %s AND m.tenant_id = %s "
             f"AND m.user_id = %s{extra} "
@@ -110,22 +110,68 @@ def keyword_ranking(
         )
         params = [match, tenant.pk, user_id, *extra_params, limit]
     elif connection.vendor == "postgresql":
-        tsquery = " | ".join(terms)
-        weights = f"{{0, 0, {float(context_weight)}, 1}}"
-        sql = (
-            "SELECT m.id FROM memories_memory m, "
-            "to_tsquery('english'::regconfig, %s) q "
-            "WHERE m.tenant_id = %s AND m.user_id = %s AND m.status = 'active' "
-            f"AND m.search_vector @@ q{extra} "
-            f"ORDER BY ts_rank_cd('{weights}'::float4[], m.search_vector, q) DESC, "
-            "m.id LIMIT %s"
+        sql, params = _postgres_bm25(
+            tenant=tenant,
+            user_id=user_id,
+            terms=terms,
+            limit=limit,
+            extra=extra,
+            extra_params=extra_params,
+            context_weight=float(context_weight),
         )
-        params = [tsquery, tenant.pk, user_id, *extra_params, limit]
     else:  # pragma: no cover - guarded by the migration
         return []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
+
+
+def _postgres_bm25(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    terms: list[str],
+    limit: int,
+    extra: str,
+    extra_params: list,
+    context_weight: float,
+) -> tuple[str, list]:
+    """A BM25-like ranking in PostgreSQL, which has no BM25 of its own.
+
+    ts_rank_cd knows nothing of how rare a word is, so a name said in every
+    message would weigh as much as the one rare word that matters. Here each
+    term's inverse document frequency is counted over the user's memories, and a
+    memory scores the sum of the idf of the terms it contains, its own words
+    (weight A) counting fully and its context (weight B) by the context weight.
+    """
+    term_queries, counts, score_parts, params = [], [], [], []
+    for index, term in enumerate(terms):
+        term_queries.append(
+            f"to_tsquery('english'::regconfig, %s) AS q{index}, "
+            f"to_tsquery('english'::regconfig, %s) AS qa{index}, "
+            f"to_tsquery('english'::regconfig, %s) AS qb{index}"
+        )
+        params.extend([term, f"{term}:A", f"{term}:B"])
+        counts.append(f"count(*) FILTER (WHERE d.sv @@ q.q{index}) AS df{index}")
+        score_parts.append(
+            f"ln(1 + (n.total - n.df{index} + 0.5) / (n.df{index} + 0.5)) * ("
+            f"(d.sv @@ q.qa{index})::int"
+            f" + {context_weight} * (d.sv @@ q.qb{index})::int)"
+        )
+    any_term = " || ".join(f"q.q{index}" for index in range(len(terms)))
+    # Only generated aliases and numbers are formatted in; every value is bound.
+    sql = (
+        f"WITH q AS (SELECT {', '.join(term_queries)}), "  # noqa: S608
+        "d AS MATERIALIZED (SELECT m.id, m.search_vector AS sv "
+        "FROM memories_memory m "
+        "WHERE m.tenant_id = %s AND m.user_id = %s AND m.status = 'active'"
+        f"{extra}), "
+        "n AS MATERIALIZED (SELECT count(*)::float AS total, "
+        f"{', '.join(counts)} FROM d, q) "
+        f"SELECT d.id FROM d, q, n WHERE d.sv @@ ({any_term}) "
+        f"ORDER BY ({' + '.join(score_parts)}) DESC, d.id LIMIT %s"
+    )
+    return sql, [*params, tenant.pk, user_id, *extra_params, limit]
 
 
 def _cosine(memory: Memory, vector: np.ndarray) -> float:
@@ -157,9 +203,7 @@ def memory_search(
     keyword_ids = keyword_ranking(
         tenant=tenant, user_id=user_id, query=query, limit=candidates, filters=filters
     )
-    rows = Memory.objects.for_user(tenant, user_id).filter(
-        status=Memory.Status.ACTIVE
-    )
+    rows = Memory.objects.for_user(tenant, user_id).filter(status=Memory.Status.ACTIVE)
     if filters.happened_after is not None:
         rows = rows.filter(happened_at__gte=filters.happened_after)
     if filters.happened_before is not None:
@@ -218,7 +262,9 @@ def memory_search(
     return hits
 
 
-def _diversify_by_source(ordered: list[int], source_of: dict[int, int | None]) -> list[int]:
+def _diversify_by_source(
+    ordered: list[int], source_of: dict[int, int | None]
+) -> list[int]:
     """Put memories whose source message is already represented after the others.
 
     Several facts of one message add little to a short list; the slots go to other

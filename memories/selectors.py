@@ -38,5 +38,3 @@ def memory_recall(
         top_k=top_k or settings.LTM_RECALL_TOP_K,
         filters=filters,
     )
-
-

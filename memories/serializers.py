@@ -300,7 +300,8 @@ class SearchHitSerializer(RecalledMemorySerializer):
         data = super().to_representation(instance)
         data["speaker"] = instance.memory.speaker
         sources = sorted(
-            instance.memory.sources.all(), key=lambda message: (message.sent_at, message.pk)
+            instance.memory.sources.all(),
+            key=lambda message: (message.sent_at, message.pk),
         )
         data["provenance"] = ProvenanceSerializer(sources, many=True).data
         data["keywordRank"] = instance.keyword_rank

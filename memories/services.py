@@ -139,7 +139,9 @@ def _enqueue_operations(operation_ids: list[int]) -> None:
 
 
 def _enqueue_vector_sync(memory: Memory) -> None:
-    operation = VectorOperation.objects.create(memory=memory, tenant_id=memory.tenant_id)
+    operation = VectorOperation.objects.create(
+        memory=memory, tenant_id=memory.tenant_id
+    )
     _enqueue_operations([operation.pk])
 
 
@@ -199,7 +201,10 @@ def memories_create(*, memories: list[Memory], actor: str) -> list[Memory]:
         ]
     )
     operations = VectorOperation.objects.bulk_create(
-        [VectorOperation(memory=memory, tenant_id=memory.tenant_id) for memory in memories]
+        [
+            VectorOperation(memory=memory, tenant_id=memory.tenant_id)
+            for memory in memories
+        ]
     )
     _enqueue_operations([operation.pk for operation in operations])
     return memories
@@ -547,9 +552,7 @@ def _remember(  # noqa: C901 - one decision per fact, kept in one place
     return changes
 
 
-def _link_to_previous(
-    *, tenant: Tenant, user_id: str, messages: list[Message]
-) -> None:
+def _link_to_previous(*, tenant: Tenant, user_id: str, messages: list[Message]) -> None:
     """Add new messages' first words to the context of the previous message's
     memories (the next message often answers or explains the previous one)."""
     spoken = _spoken(messages[0])
@@ -589,9 +592,7 @@ def message_handle(
     facts = llm.extract_facts(message=text, sent_at=sent_at)
     # One embedding call for the message (to recall with) and its facts.
     vectors = get_embedder().embed([text] + [fact.text for fact in facts])
-    hits = memory_recall(
-        tenant=tenant, user_id=user_id, query=text, vector=vectors[0]
-    )
+    hits = memory_recall(tenant=tenant, user_id=user_id, query=text, vector=vectors[0])
     # A keyword match counts as related; otherwise the meaning must be close.
     recalled = [
         hit
@@ -617,7 +618,9 @@ def message_handle(
         recalled=[_view(hit) for hit in recalled],
         remembered=[change.memory.text for change in changes],
     )
-    return MessageOutcome(message=message, reply=reply, recalled=recalled, changes=changes)
+    return MessageOutcome(
+        message=message, reply=reply, recalled=recalled, changes=changes
+    )
 
 
 def messages_import(
@@ -687,7 +690,9 @@ def messages_import(
     return ImportOutcome(
         messages=messages,
         skipped_client_message_ids=[
-            item.client_message_id for item in incoming if item.client_message_id in known
+            item.client_message_id
+            for item in incoming
+            if item.client_message_id in known
         ],
         changes=changes,
     )

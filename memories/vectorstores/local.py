@@ -175,9 +175,16 @@ class LocalVectorStore:
         self, *, namespace: Namespace, vectors: list[np.ndarray], top_k: int
     ) -> list[list[VectorHit]]:
         """One query per vector, reading the namespace's vectors once."""
-        queries = np.stack(
-            [np.frombuffer(self._as_blob(vector), dtype="<f4") for vector in vectors]
-        ) if len(vectors) else np.zeros((0, self.dimension), dtype=np.float32)
+        queries = (
+            np.stack(
+                [
+                    np.frombuffer(self._as_blob(vector), dtype="<f4")
+                    for vector in vectors
+                ]
+            )
+            if len(vectors)
+            else np.zeros((0, self.dimension), dtype=np.float32)
+        )
         rows = (
             self._connection()
             .execute(
