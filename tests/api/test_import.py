@@ -1,0 +1,188 @@
+import pytest
+
+from memories.models import Memory, Message, VectorOperation
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CONVERSATION = [
+    {
+        "speaker": "Caroline",
+        "text": "I went to a LGBTQ support group yesterday and it was so powerful.",
+        "sentAt": "2023-05-08T13:56:00Z",
+        "clientMessageId": "D1:3",
+    },
+    {
+        "speaker": "Melanie",
+        "text": "Wow, that's cool! What happened there?",
+        "sentAt": "2023-05-08T13:57:00Z",
+        "clientMessageId": "D1:4",
+    },
+    {
+        "speaker": "Melanie",
+        "text": "I painted a sunrise over the lake last year.",
+        "sentAt": "2023-05-08T13:58:00Z",
+        "clientMessageId": "D1:5",
+    },
+]
+
+
+def import_messages(client, messages, user_id="conv-1"):
+    return client.post(
+        "/api/v1/memories/import",
+        {"userId": user_id, "messages": messages},
+        format="json",
+    )
+
+
+def test_import_remembers_each_message_with_its_time_and_id(client_a):
+    response = import_messages(client_a, CONVERSATION)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["imported"] == 3
+    assert set(body["messageIds"]) == {"D1:3", "D1:4", "D1:5"}
+    texts = {memory["text"] for memory in body["added"]}
+    assert "I went to a LGBTQ support group yesterday and it was so powerful." in texts
+    assert "I painted a sunrise over the lake last year." in texts
+    # The question is kept as a message, not as a memory.
+    assert not any("What happened" in text for text in texts)
+    support = Memory.objects.get(text__contains="support group")
+    assert support.speaker == "Caroline"
+    assert support.happened_at.date().isoformat() == "2023-05-07"
+    assert support.time_granularity == "day"
+    sunrise = Memory.objects.get(text__contains="sunrise")
+    assert sunrise.happened_at.year == 2022
+    assert sunrise.time_granularity == "year"
+    assert [m.client_message_id for m in support.sources.all()] == ["D1:3"]
+
+
+def test_importing_the_same_batch_twice_stores_nothing_new(client_a):
+    import_messages(client_a, CONVERSATION)
+    counts = (Message.objects.count(), Memory.objects.count())
+    again = import_messages(client_a, CONVERSATION).json()
+    assert again["imported"] == 0
+    assert sorted(again["skipped"]) == ["D1:3", "D1:4", "D1:5"]
+    assert again["added"] == []
+    assert (Message.objects.count(), Memory.objects.count()) == counts
+
+
+def test_a_partly_known_batch_imports_only_the_new_messages(client_a):
+    import_messages(client_a, CONVERSATION[:1])
+    body = import_messages(client_a, CONVERSATION).json()
+    assert body["imported"] == 2
+    assert body["skipped"] == ["D1:3"]
+
+
+def test_a_repeated_fact_adds_provenance_not_a_memory(client_a):
+    import_messages(client_a, CONVERSATION[:1])
+    repeat = {
+        **CONVERSATION[0],
+        "clientMessageId": "D9:1",
+        "sentAt": "2023-06-01T10:00:00Z",
+    }
+    body = import_messages(client_a, [repeat]).json()
+    assert body["added"] == []
+    memory = Memory.objects.get(text__contains="support group")
+    assert sorted(m.client_message_id for m in memory.sources.all()) == ["D1:3", "D9:1"]
+
+
+def test_one_speakers_home_does_not_replace_anothers(client_a):
+    body = import_messages(
+        client_a,
+        [
+            {
+                "speaker": "Jon",
+                "text": "I live in Boston.",
+                "sentAt": "2023-01-01T10:00:00Z",
+            },
+            {
+                "speaker": "Gina",
+                "text": "I live in Denver.",
+                "sentAt": "2023-01-01T10:01:00Z",
+            },
+            {
+                "speaker": "Jon",
+                "text": "I moved to Miami.",
+                "sentAt": "2023-03-01T10:00:00Z",
+            },
+        ],
+    ).json()
+    assert len(body["added"]) == 2
+    (updated,) = body["updated"]
+    assert updated["previousText"] == "I live in Boston."
+    assert sorted(Memory.objects.values_list("text", flat=True)) == [
+        "I live in Denver.",
+        "I moved to Miami.",
+    ]
+
+
+def test_assistant_messages_are_context_not_memories(client_a):
+    body = import_messages(
+        client_a,
+        [
+            {
+                "role": "assistant",
+                "text": "I am a helpful assistant with a cat.",
+                "sentAt": "2023-01-01T10:00:00Z",
+            }
+        ],
+    ).json()
+    assert body["imported"] == 1
+    assert body["added"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field_path"),
+    [
+        ({"sentAt": "yesterday"}, ("messages", "1", "sentAt")),
+        ({"sentAt": None}, ("messages", "1", "sentAt")),
+        ({"text": ""}, ("messages", "1", "text")),
+        ({"role": "robot"}, ("messages", "1", "role")),
+        ({"clientMessageId": "D1:3"}, ("messages", "0", "code")),
+    ],
+)
+def test_one_bad_message_rejects_the_whole_batch(client_a, change, field_path):
+    batch = [CONVERSATION[0], {**CONVERSATION[1], **change}, CONVERSATION[2]]
+    response = import_messages(client_a, batch)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    node = error["details"]["fields"]
+    for key in field_path:
+        node = node[key] if isinstance(node, dict) else node[int(key)]
+    assert node
+    assert Message.objects.count() == 0
+    assert Memory.objects.count() == 0
+
+
+def test_a_batch_over_the_limit_is_rejected_whole(client_a, settings):
+    limit = settings.LTM_IMPORT_MAX_MESSAGES
+    batch = [
+        {"text": f"I own {i} books.", "sentAt": "2023-01-01T10:00:00Z"}
+        for i in range(limit + 1)
+    ]
+    response = import_messages(client_a, batch)
+    assert response.status_code == 400
+    field = response.json()["error"]["details"]["fields"]["messages"]
+    assert field["non_field_errors"][0]["code"] == "max_length"
+    assert str(limit) in field["non_field_errors"][0]["message"]
+    assert Message.objects.count() == 0
+
+
+def test_an_empty_batch_is_rejected(client_a):
+    response = import_messages(client_a, [])
+    assert response.status_code == 400
+    assert Message.objects.count() == 0
+
+
+def test_an_import_writes_the_vector_index_in_one_batch(client_a, vector_store):
+    calls = []
+    original = vector_store.put
+
+    def counting_put(**kwargs):
+        calls.append(len(kwargs["records"]))
+        return original(**kwargs)
+
+    vector_store.put = counting_put
+    body = import_messages(client_a, CONVERSATION).json()
+    assert calls == [len(body["added"])]
+    assert not VectorOperation.objects.filter(applied_at__isnull=True).exists()
