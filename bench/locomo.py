@@ -32,6 +32,7 @@ def configure(data_dir: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ltm_project.settings")
     os.environ["LTM_SECRET_KEY"] = "bench-only-secret"  # noqa: S105
     os.environ["LTM_DATA_DIR"] = data_dir
+    Path(data_dir, "static").mkdir(exist_ok=True)
     os.environ["LTM_RATE_LIMIT"] = ""
     os.environ["LTM_ALLOWED_HOSTS"] = "testserver"
     os.environ.pop("DATABASE_URL", None) if "--keep-db-url" not in sys.argv else None
