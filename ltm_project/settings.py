@@ -166,6 +166,9 @@ LTM_LOCAL_EMBEDDING_TOKENIZER_PATH = env.str(
     "LTM_LOCAL_EMBEDDING_TOKENIZER_PATH", default=""
 )
 # Texts per model run, and how many runs go side by side (default: the cores).
+# Compute the local model in int8 (built once from the installed model, cached).
+LTM_LOCAL_EMBEDDING_QUANTIZE = env.bool("LTM_LOCAL_EMBEDDING_QUANTIZE", default=True)
+LTM_MODEL_CACHE_DIR = env.str("LTM_MODEL_CACHE_DIR", default=str(DATA_DIR / "models"))
 LTM_EMBEDDING_BATCH_SIZE = env.int("LTM_EMBEDDING_BATCH_SIZE", default=8)
 LTM_EMBEDDING_THREADS = env.int("LTM_EMBEDDING_THREADS", default=os.cpu_count() or 1)
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")

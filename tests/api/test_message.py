@@ -86,7 +86,7 @@ def test_a_relative_date_is_resolved_against_the_message_time(client_a):
 def test_every_memory_records_its_model_hash_and_actor(client_a):
     post_message(client_a, "u1", "My favourite colour is green.")
     memory = Memory.objects.get()
-    assert memory.embedding_model == "all-MiniLM-L6-v2-int8-onnx"
+    assert memory.embedding_model == "all-MiniLM-L6-v2-onnx-dynamic-int8"
     assert memory.embedding_dimension == 384
     assert len(memory.content_hash) == 64
     assert memory.updated_by == "api"
