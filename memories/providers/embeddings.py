@@ -110,7 +110,14 @@ def quantized_model(source: Path, cache_dir: Path) -> Path:
             str(source), options, providers=["CPUExecutionProvider"]
         )
         built = Path(work) / "int8.onnx"
-        quantize_dynamic(folded, built, weight_type=QuantType.QInt8, per_channel=True)
+        # The quantizer reports every tensor it skips, and advice, on the root logger.
+        logging.disable(logging.WARNING)
+        try:
+            quantize_dynamic(
+                folded, built, weight_type=QuantType.QInt8, per_channel=True
+            )
+        finally:
+            logging.disable(logging.NOTSET)
         os.replace(built, target)
     return target
 
