@@ -36,10 +36,27 @@ class VectorHit:
     score: float
 
 
+@dataclass(frozen=True)
+class StoredVector:
+    """One vector as found by listing the index (for reconciliation)."""
+
+    namespace: Namespace
+    key: str
+    metadata: dict
+    vector: np.ndarray | None = None
+
+
 class VectorStore(Protocol):
-    """Vectors stored by key inside (tenant, user) namespaces; cosine similarity."""
+    """Vectors stored by key inside (tenant, user) namespaces; cosine similarity.
+
+    `where` is a metadata filter in the S3 Vectors syntax ({"key": value},
+    $eq $ne $gt $gte $lt $lte $in $nin $exists $and $or) over filterable keys.
+    """
 
     dimension: int
+    model_name: str
+    # True when the store ranks text itself (BM25) and fuses it with vectors.
+    supports_text_search: bool
 
     def put(self, *, namespace: Namespace, records: list[VectorRecord]) -> None: ...
 
@@ -48,7 +65,22 @@ class VectorStore(Protocol):
     def get(self, *, namespace: Namespace, keys: list[str]) -> list[VectorRecord]: ...
 
     def query(
-        self, *, namespace: Namespace, vector: np.ndarray, top_k: int
+        self,
+        *,
+        namespace: Namespace,
+        vector: np.ndarray,
+        top_k: int,
+        where: dict | None = None,
+    ) -> list[VectorHit]: ...
+
+    def hybrid_query(
+        self,
+        *,
+        namespace: Namespace,
+        vector: np.ndarray,
+        text: str,
+        top_k: int,
+        where: dict | None = None,
     ) -> list[VectorHit]: ...
 
     def query_many(
@@ -56,5 +88,11 @@ class VectorStore(Protocol):
     ) -> list[list[VectorHit]]: ...
 
     def list_keys(self, *, namespace: Namespace | None = None) -> Iterator[str]: ...
+
+    def scan(
+        self, *, tenant_id: int | None = None, with_vectors: bool = False
+    ) -> Iterator[StoredVector]: ...
+
+    def count(self, *, namespace: Namespace | None = None) -> int: ...
 
     def close(self) -> None: ...
