@@ -182,10 +182,26 @@ LTM_OPENAI_EMBEDDING_DIMENSIONS = env.int(
 LTM_OPENAI_TIMEOUT_SECONDS = env.float("LTM_OPENAI_TIMEOUT_SECONDS", default=30.0)
 LTM_OPENAI_MAX_RETRIES = env.int("LTM_OPENAI_MAX_RETRIES", default=2)
 
-# Vector store: "local" (exact search in a SQLite file under LTM_DATA_DIR).
+# Vector store: "local" (exact search in a SQLite file under LTM_DATA_DIR) or
+# "s3vectors" (Amazon S3 Vectors; credentials from the standard AWS chain).
 LTM_VECTOR_STORE = env.str("LTM_VECTOR_STORE", default="local")
 LTM_LOCAL_VECTOR_STORE_PATH = env.str(
     "LTM_LOCAL_VECTOR_STORE_PATH", default=str(DATA_DIR / "vectors.sqlite3")
+)
+LTM_S3VECTORS_BUCKET = env.str("LTM_S3VECTORS_BUCKET", default="")
+LTM_S3VECTORS_REGION = env.str("LTM_S3VECTORS_REGION", default="")
+LTM_S3VECTORS_ENDPOINT_URL = env.str("LTM_S3VECTORS_ENDPOINT_URL", default="")
+LTM_S3VECTORS_INDEX_PREFIX = env.str("LTM_S3VECTORS_INDEX_PREFIX", default="ltm")
+LTM_S3VECTORS_CREATE_INDEXES = env.bool("LTM_S3VECTORS_CREATE_INDEXES", default=True)
+LTM_S3VECTORS_TEXT_SEARCH = env.bool("LTM_S3VECTORS_TEXT_SEARCH", default=True)
+LTM_S3VECTORS_LIST_SEGMENTS = env.int("LTM_S3VECTORS_LIST_SEGMENTS", default=4)
+LTM_S3VECTORS_MAX_ATTEMPTS = env.int("LTM_S3VECTORS_MAX_ATTEMPTS", default=5)
+LTM_S3VECTORS_RETRY_MODE = env.str("LTM_S3VECTORS_RETRY_MODE", default="adaptive")
+LTM_S3VECTORS_CONNECT_TIMEOUT_SECONDS = env.float(
+    "LTM_S3VECTORS_CONNECT_TIMEOUT_SECONDS", default=5.0
+)
+LTM_S3VECTORS_READ_TIMEOUT_SECONDS = env.float(
+    "LTM_S3VECTORS_READ_TIMEOUT_SECONDS", default=30.0
 )
 
 # Language model: "offline" (rules and templates, no model).

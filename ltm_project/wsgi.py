@@ -7,3 +7,9 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ltm_project.settings")
 
 application = get_wsgi_application()
+
+# Load the embedding model and check the vector store before the first request:
+# a store built for another model stops the server here, with its reason.
+from memories.vectorstores import get_vector_store  # noqa: E402
+
+get_vector_store().verify()

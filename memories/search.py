@@ -195,23 +195,24 @@ def memory_search(
     filters = filters or SearchFilters()
     candidates = max(settings.LTM_SEARCH_CANDIDATES, top_k)
     vector = np.asarray(vector, dtype=np.float32)
-    vector_hits = get_vector_store().query(
-        namespace=Namespace(tenant_id=tenant.pk, user_id=user_id),
-        vector=vector,
-        top_k=candidates,
-    )
+    store = get_vector_store()
+    namespace = Namespace(tenant_id=tenant.pk, user_id=user_id)
+    if store.supports_text_search:
+        return _search_in_store(
+            store=store,
+            namespace=namespace,
+            tenant=tenant,
+            query=query,
+            vector=vector,
+            top_k=top_k,
+            candidates=candidates,
+            filters=filters,
+        )
+    vector_hits = store.query(namespace=namespace, vector=vector, top_k=candidates)
     keyword_ids = keyword_ranking(
         tenant=tenant, user_id=user_id, query=query, limit=candidates, filters=filters
     )
-    rows = Memory.objects.for_user(tenant, user_id).filter(status=Memory.Status.ACTIVE)
-    if filters.happened_after is not None:
-        rows = rows.filter(happened_at__gte=filters.happened_after)
-    if filters.happened_before is not None:
-        rows = rows.filter(happened_at__lt=filters.happened_before)
-    if filters.speaker is not None:
-        rows = rows.filter(speaker=filters.speaker)
-    if filters.slot is not None:
-        rows = rows.filter(slot=filters.slot)
+    rows = _filtered_rows(tenant, user_id, filters)
     vector_keys = [hit.key for hit in vector_hits]
     vector_scores = {hit.key: hit.score for hit in vector_hits}
     # Only ids for the fusion; full rows for the hits that are returned.
@@ -240,6 +241,42 @@ def memory_search(
             settings.LTM_SEARCH_KEYWORD_WEIGHT / (rrf_k + rank)
         )
     ordered = sorted(scores, key=lambda pk: (-scores[pk], pk))
+    return _hits(
+        ordered=ordered,
+        top_k=top_k,
+        scores=scores,
+        source_of=source_of,
+        vector=vector,
+        similarity_of=lambda pk: vector_scores.get(key_of[pk]),
+        keyword_rank=keyword_rank,
+        vector_rank=vector_rank,
+    )
+
+
+def _filtered_rows(tenant: Tenant, user_id: str, filters: SearchFilters):
+    rows = Memory.objects.for_user(tenant, user_id).filter(status=Memory.Status.ACTIVE)
+    if filters.happened_after is not None:
+        rows = rows.filter(happened_at__gte=filters.happened_after)
+    if filters.happened_before is not None:
+        rows = rows.filter(happened_at__lt=filters.happened_before)
+    if filters.speaker is not None:
+        rows = rows.filter(speaker=filters.speaker)
+    if filters.slot is not None:
+        rows = rows.filter(slot=filters.slot)
+    return rows
+
+
+def _hits(
+    *,
+    ordered: list[int],
+    top_k: int,
+    scores: dict[int, float],
+    source_of: dict[int, int | None],
+    vector: np.ndarray,
+    similarity_of,
+    keyword_rank: dict[int, int],
+    vector_rank: dict[int, int],
+) -> list[SearchHit]:
     if settings.LTM_SEARCH_DIVERSIFY:
         ordered = _diversify_by_source(ordered, source_of)
     ordered = ordered[:top_k]
@@ -247,7 +284,7 @@ def memory_search(
     hits = []
     for pk in ordered:
         memory = memories[pk]
-        similarity = vector_scores.get(key_of[pk])
+        similarity = similarity_of(pk)
         hits.append(
             SearchHit(
                 memory=memory,
@@ -260,6 +297,72 @@ def memory_search(
             )
         )
     return hits
+
+
+def store_filter(filters: SearchFilters) -> dict | None:
+    """The search filters as a vector-store metadata filter."""
+    conditions = []
+    if filters.happened_after is not None:
+        conditions.append(
+            {"happened_at": {"$gte": int(filters.happened_after.timestamp())}}
+        )
+    if filters.happened_before is not None:
+        conditions.append(
+            {"happened_at": {"$lt": int(filters.happened_before.timestamp())}}
+        )
+    if filters.speaker is not None:
+        conditions.append({"speaker": {"$eq": filters.speaker}})
+    if filters.slot is not None:
+        conditions.append({"slot": {"$eq": filters.slot}})
+    if not conditions:
+        return None
+    return conditions[0] if len(conditions) == 1 else {"$and": conditions}
+
+
+def _search_in_store(
+    *,
+    store,
+    namespace: Namespace,
+    tenant: Tenant,
+    query: str,
+    vector: np.ndarray,
+    top_k: int,
+    candidates: int,
+    filters: SearchFilters,
+) -> list[SearchHit]:
+    """Hybrid search done by a store with its own full-text index (S3 Vectors).
+
+    The store fuses BM25 over each memory's keyword document with vector
+    similarity; the database still decides what is active and passes the filters.
+    """
+    fused = store.hybrid_query(
+        namespace=namespace,
+        vector=vector,
+        text=query,
+        top_k=candidates,
+        where=store_filter(filters),
+    )
+    keys = [hit.key for hit in fused]
+    found = _filtered_rows(tenant, namespace.user_id, filters).filter(
+        vector_key__in=keys
+    )
+    id_of, source_of = {}, {}
+    for pk, key, source in found.values_list("pk", "vector_key", "source_message_id"):
+        id_of[str(key)] = pk
+        source_of[pk] = source
+    ordered = [id_of[key] for key in keys if key in id_of]
+    rrf_k = settings.LTM_SEARCH_RRF_K
+    scores = {pk: 1.0 / (rrf_k + rank) for rank, pk in enumerate(ordered, start=1)}
+    return _hits(
+        ordered=ordered,
+        top_k=top_k,
+        scores=scores,
+        source_of=source_of,
+        vector=vector,
+        similarity_of=lambda pk: None,
+        keyword_rank={},
+        vector_rank={},
+    )
 
 
 def _diversify_by_source(

@@ -110,10 +110,18 @@ def _spoken(message: Message) -> str:
 _sync_batch: ContextVar[list[int] | None] = ContextVar("sync_batch", default=None)
 
 
+# Outbox entries applied per vector-store round: two S3 Vectors batches of 500.
+VECTOR_APPLY_CHUNK = 1000
+
+
 def _apply_after_commit(operation_ids: list[int]) -> None:
-    transaction.on_commit(
-        lambda: vector_operations_apply(operation_ids=operation_ids), robust=True
-    )
+    def apply() -> None:
+        # In chunks: one transaction of row locks per chunk, however big the write.
+        for start in range(0, len(operation_ids), VECTOR_APPLY_CHUNK):
+            chunk = operation_ids[start : start + VECTOR_APPLY_CHUNK]
+            vector_operations_apply(operation_ids=chunk, limit=len(chunk))
+
+    transaction.on_commit(apply, robust=True)
 
 
 @contextmanager
@@ -290,6 +298,8 @@ def _redact_messages(*, tenant: Tenant, user_id: str, message_ids: set[int]) -> 
         for neighbour in neighbours:
             neighbour.context_text = neighbour.context_text.replace(spoken, "").strip()
             neighbour.save(update_fields=["context_text"])
+            # The store's copy of the keyword document must lose the words too.
+            _enqueue_vector_sync(neighbour)
     Message.objects.filter(pk__in=message_ids).update(text="", redacted_at=now)
 
 
@@ -334,17 +344,41 @@ def memory_delete(*, memory: Memory, actor: str, reason: str = "") -> Memory:
 
 
 # --- the vector outbox -----------------------------------------------------
+def _epoch_seconds(moment) -> int | None:
+    return int(moment.timestamp()) if moment is not None else None
+
+
 def _vector_metadata(memory: Memory) -> dict:
-    return {
+    """What the index keeps beside a memory's vector.
+
+    Times are epoch seconds so that stores can filter them by range; keys whose
+    value is unknown are left out (S3 Vectors has no null).
+    """
+    metadata = {
         "memory_id": memory.pk,
         "tenant_id": memory.tenant_id,
         "user_id": memory.user_id,
+        "speaker": memory.speaker,
+        "slot": memory.slot,
         "text": memory.text,
+        "keywords": memory_keyword_document(memory),
         "content_hash": memory.content_hash,
         "embedding_model": memory.embedding_model,
-        "happened_at": memory.happened_at.isoformat() if memory.happened_at else None,
-        "created_at": memory.created_at.isoformat(),
+        "happened_at": _epoch_seconds(memory.happened_at),
+        "created_at": _epoch_seconds(memory.created_at),
     }
+    return {key: value for key, value in metadata.items() if value not in (None, "")}
+
+
+def memory_keyword_document(memory: Memory) -> str:
+    """The words a store's own text search ranks a memory by.
+
+    The same document the database's keyword index holds: who said it, the
+    memory, and the neighbouring messages' words as context.
+    """
+    return " ".join(
+        part for part in (memory.speaker, memory.text, memory.context_text) if part
+    )
 
 
 def vector_operations_apply(
@@ -575,6 +609,7 @@ def _link_to_previous(*, tenant: Tenant, user_id: str, messages: list[Message]) 
                 :MAX_CONTEXT_CHARS
             ]
             memory.save(update_fields=["context_text"])
+            _enqueue_vector_sync(memory)
 
 
 def message_handle(

@@ -1,4 +1,4 @@
-"""Vector stores: the local exact-search store (default); S3 Vectors later."""
+"""Vector stores: the local exact-search store (default) and Amazon S3 Vectors."""
 
 import threading
 
@@ -38,8 +38,31 @@ def build_vector_store(*, dimension: int, model_name: str) -> VectorStore:
             dimension=dimension,
             model_name=model_name,
         )
+    if settings.LTM_VECTOR_STORE == "s3vectors":
+        from memories.vectorstores.s3vectors import S3VectorsStore
+
+        if not settings.LTM_S3VECTORS_BUCKET:
+            raise ImproperlyConfigured(
+                "LTM_VECTOR_STORE=s3vectors needs LTM_S3VECTORS_BUCKET."
+            )
+        return S3VectorsStore(
+            bucket=settings.LTM_S3VECTORS_BUCKET,
+            dimension=dimension,
+            model_name=model_name,
+            index_prefix=settings.LTM_S3VECTORS_INDEX_PREFIX,
+            region=settings.LTM_S3VECTORS_REGION,
+            endpoint_url=settings.LTM_S3VECTORS_ENDPOINT_URL,
+            create_indexes=settings.LTM_S3VECTORS_CREATE_INDEXES,
+            text_search=settings.LTM_S3VECTORS_TEXT_SEARCH,
+            list_segments=settings.LTM_S3VECTORS_LIST_SEGMENTS,
+            max_attempts=settings.LTM_S3VECTORS_MAX_ATTEMPTS,
+            retry_mode=settings.LTM_S3VECTORS_RETRY_MODE,
+            connect_timeout=settings.LTM_S3VECTORS_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=settings.LTM_S3VECTORS_READ_TIMEOUT_SECONDS,
+        )
     raise ImproperlyConfigured(
-        f"Unknown LTM_VECTOR_STORE {settings.LTM_VECTOR_STORE!r}: use 'local'."
+        f"Unknown LTM_VECTOR_STORE {settings.LTM_VECTOR_STORE!r}: "
+        "use 'local' or 's3vectors'."
     )
 
 

@@ -16,10 +16,12 @@ import numpy as np
 from memories.vectorstores.base import (
     DimensionMismatchError,
     Namespace,
+    StoredVector,
     VectorHit,
     VectorRecord,
     VectorStoreError,
 )
+from memories.vectorstores.filters import filter_keys, metadata_matches
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_info (
@@ -39,6 +41,8 @@ CREATE TABLE IF NOT EXISTS vectors (
 
 class LocalVectorStore:
     """Persistent exact-search vector store for one machine."""
+
+    supports_text_search = False
 
     def __init__(self, *, path: str | Path, dimension: int, model_name: str) -> None:
         self.path = Path(path)
@@ -104,6 +108,10 @@ class LocalVectorStore:
                 "path instead of mixing models."
             )
 
+    def verify(self) -> None:
+        """Start-up check: the file holds vectors of the configured model."""
+        self._check_model()
+
     def close(self) -> None:
         with self._connections_lock:
             for connection in self._connections:
@@ -167,14 +175,40 @@ class LocalVectorStore:
         return records
 
     def query(
-        self, *, namespace: Namespace, vector: np.ndarray, top_k: int
+        self,
+        *,
+        namespace: Namespace,
+        vector: np.ndarray,
+        top_k: int,
+        where: dict | None = None,
     ) -> list[VectorHit]:
-        return self.query_many(namespace=namespace, vectors=[vector], top_k=top_k)[0]
+        return self.query_many(
+            namespace=namespace, vectors=[vector], top_k=top_k, where=where
+        )[0]
+
+    def hybrid_query(
+        self,
+        *,
+        namespace: Namespace,
+        vector: np.ndarray,
+        text: str,
+        top_k: int,
+        where: dict | None = None,
+    ) -> list[VectorHit]:
+        raise VectorStoreError(
+            "The local store has no text search: keywords are ranked by the database."
+        )
 
     def query_many(
-        self, *, namespace: Namespace, vectors: list[np.ndarray], top_k: int
+        self,
+        *,
+        namespace: Namespace,
+        vectors: list[np.ndarray],
+        top_k: int,
+        where: dict | None = None,
     ) -> list[list[VectorHit]]:
         """One query per vector, reading the namespace's vectors once."""
+        filter_keys(where)
         queries = (
             np.stack(
                 [
@@ -185,15 +219,26 @@ class LocalVectorStore:
             if len(vectors)
             else np.zeros((0, self.dimension), dtype=np.float32)
         )
-        rows = (
-            self._connection()
-            .execute(
-                "SELECT key, embedding FROM vectors "
-                "WHERE tenant_id = ? AND user_id = ?",
-                (namespace.tenant_id, namespace.user_id),
+        if where:
+            rows = [
+                (key, embedding)
+                for key, embedding, metadata in self._connection().execute(
+                    "SELECT key, embedding, metadata FROM vectors "
+                    "WHERE tenant_id = ? AND user_id = ?",
+                    (namespace.tenant_id, namespace.user_id),
+                )
+                if metadata_matches(json.loads(metadata), where)
+            ]
+        else:
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT key, embedding FROM vectors "
+                    "WHERE tenant_id = ? AND user_id = ?",
+                    (namespace.tenant_id, namespace.user_id),
+                )
+                .fetchall()
             )
-            .fetchall()
-        )
         if not rows or top_k <= 0:
             return [[] for _ in vectors]
         keys = [row[0] for row in rows]
@@ -225,7 +270,77 @@ class LocalVectorStore:
             yield key
 
     def count(self, *, namespace: Namespace | None = None) -> int:
-        return sum(1 for _ in self.list_keys(namespace=namespace))
+        connection = self._connection()
+        if namespace is None:
+            (count,) = connection.execute("SELECT COUNT(*) FROM vectors").fetchone()
+        else:
+            (count,) = connection.execute(
+                "SELECT COUNT(*) FROM vectors WHERE tenant_id = ? AND user_id = ?",
+                (namespace.tenant_id, namespace.user_id),
+            ).fetchone()
+        return count
+
+    # Vectors read per query while scanning; each page starts after the last
+    # (tenant, user, key) of the one before.
+    SCAN_PAGE = 500
+    _SCAN_ALL_FIRST = (
+        "SELECT tenant_id, user_id, key, metadata, CASE WHEN ? THEN embedding END "
+        "FROM vectors ORDER BY tenant_id, user_id, key LIMIT ?"
+    )
+    _SCAN_ALL_NEXT = (
+        "SELECT tenant_id, user_id, key, metadata, CASE WHEN ? THEN embedding END "
+        "FROM vectors WHERE (tenant_id, user_id, key) > (?, ?, ?) "
+        "ORDER BY tenant_id, user_id, key LIMIT ?"
+    )
+    _SCAN_TENANT_FIRST = (
+        "SELECT tenant_id, user_id, key, metadata, CASE WHEN ? THEN embedding END "
+        "FROM vectors WHERE tenant_id = ? ORDER BY user_id, key LIMIT ?"
+    )
+    _SCAN_TENANT_NEXT = (
+        "SELECT tenant_id, user_id, key, metadata, CASE WHEN ? THEN embedding END "
+        "FROM vectors WHERE tenant_id = ? AND (user_id, key) > (?, ?) "
+        "ORDER BY user_id, key LIMIT ?"
+    )
+
+    def scan(
+        self, *, tenant_id: int | None = None, with_vectors: bool = False
+    ) -> Iterator[StoredVector]:
+        """Every vector, or one tenant's, in key order, read a page at a time.
+
+        Pages rather than one open cursor: a cursor would hold a read snapshot
+        (and keep the WAL from being checkpointed) for the whole listing, and a
+        write on this connection between two items (reconciliation deletes
+        orphans as it goes) would make what the cursor returns next undefined.
+        """
+        if tenant_id is None:
+            first, following, scope = self._SCAN_ALL_FIRST, self._SCAN_ALL_NEXT, ()
+        else:
+            first, following = self._SCAN_TENANT_FIRST, self._SCAN_TENANT_NEXT
+            scope = (tenant_id,)
+        connection = self._connection()
+        rows = connection.execute(
+            first, (with_vectors, *scope, self.SCAN_PAGE)
+        ).fetchall()
+        while rows:
+            for row_tenant, user_id, key, metadata, embedding in rows:
+                yield StoredVector(
+                    namespace=Namespace(tenant_id=row_tenant, user_id=user_id),
+                    key=key,
+                    metadata=json.loads(metadata),
+                    vector=(
+                        np.frombuffer(embedding, dtype="<f4")
+                        if embedding is not None
+                        else None
+                    ),
+                )
+            if len(rows) < self.SCAN_PAGE:
+                return
+            last_tenant, last_user, last_key = rows[-1][:3]
+            after = (last_tenant,) if tenant_id is None else ()
+            rows = connection.execute(
+                following,
+                (with_vectors, *scope, *after, last_user, last_key, self.SCAN_PAGE),
+            ).fetchall()
 
 
 __all__ = ["LocalVectorStore", "VectorStoreError"]

@@ -111,3 +111,43 @@ def test_two_processes_can_write_at_once(path):
     store = open_store(path)
     assert store.count() == 300
     assert store.count(namespace=Namespace(tenant_id=1, user_id="user-0")) == 150
+
+
+def test_scan_lists_every_vector_or_one_tenants(path):
+    store = open_store(path)
+    store.put(namespace=ALICE, records=[VectorRecord("a", unit(1), {"n": 1})])
+    store.put(namespace=BOB, records=[VectorRecord("b", unit(0, 1))])
+    store.put(namespace=OTHER_TENANT_ALICE, records=[VectorRecord("c", unit(1))])
+    listed = {(s.namespace, s.key): s for s in store.scan()}
+    assert set(listed) == {(ALICE, "a"), (BOB, "b"), (OTHER_TENANT_ALICE, "c")}
+    assert listed[ALICE, "a"].metadata == {"n": 1}
+    assert listed[ALICE, "a"].vector is None
+    assert {s.key for s in store.scan(tenant_id=1)} == {"a", "b"}
+    (bob,) = [s for s in store.scan(tenant_id=1, with_vectors=True) if s.key == "b"]
+    np.testing.assert_allclose(bob.vector, unit(0, 1), rtol=1e-6)
+
+
+def test_scan_reads_in_pages_and_tolerates_deletes_while_it_runs(path):
+    store = open_store(path)
+    store.SCAN_PAGE = 3
+    for namespace in (ALICE, BOB, OTHER_TENANT_ALICE):
+        store.put(
+            namespace=namespace,
+            records=[VectorRecord(f"k{i}", unit(1, i)) for i in range(7)],
+        )
+    seen = []
+    for stored in store.scan():
+        seen.append((stored.namespace, stored.key))
+        store.delete(namespace=stored.namespace, keys=[stored.key])
+    assert len(seen) == len(set(seen)) == 21
+    assert store.count() == 0
+    assert [s.key for s in store.scan(tenant_id=3)] == []
+
+
+def test_count_counts_all_or_one_namespace(path):
+    store = open_store(path)
+    store.put(namespace=ALICE, records=[VectorRecord("a", unit(1))])
+    store.put(namespace=BOB, records=[VectorRecord(k, unit(1)) for k in "xy"])
+    assert store.count() == 3
+    assert store.count(namespace=BOB) == 2
+    assert store.count(namespace=OTHER_TENANT_ALICE) == 0
