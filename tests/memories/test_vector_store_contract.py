@@ -345,3 +345,36 @@ def test_a_store_of_another_model_or_dimension_is_refused(stores):
         stores.open(dimension=DIMENSION * 2).verify()
     with pytest.raises(DimensionMismatchError):
         stores.open(model="another-model").verify()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"user_id": "bob"},
+        {"$or": [{"user_id": "bob"}, {"user_id": {"$ne": "bob"}}]},
+        {"tenant_id": {"$in": [1, 2]}},
+        {"$or": [{"tenant_id": 2}, {"memory_id": {"$exists": True}}]},
+    ],
+)
+def test_no_filter_reaches_outside_the_namespace(store, where):
+    rng = np.random.default_rng(7)
+    for namespace in (ALICE, BOB, OTHER_TENANT_ALICE):
+        store.put(
+            namespace=namespace,
+            records=[
+                VectorRecord(
+                    f"{namespace.tenant_id}-{namespace.user_id}-{i}",
+                    random_unit(rng),
+                    {
+                        "memory_id": i,
+                        "user_id": namespace.user_id,
+                        "tenant_id": namespace.tenant_id,
+                    },
+                )
+                for i in range(4)
+            ],
+        )
+
+    hits = store.query(namespace=ALICE, vector=unit(1), top_k=50, where=where)
+
+    assert all(hit.key.startswith("1-alice-") for hit in hits)

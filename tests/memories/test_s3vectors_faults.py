@@ -1,0 +1,162 @@
+"""Faults between the audit table and S3 Vectors: every one ends consistent.
+
+After `sync_vectors` and `reconcile_vectors --fix`, no vector lacks an active row,
+no active row lacks its vector, and no memory is lost.
+"""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from memories.models import Memory, VectorOperation
+from memories.vectorstores import reset_vector_store
+from tests.fakes.s3vectors import fake_s3vectors
+from tests.helpers import post_forget, post_message
+
+BUCKET = "ltm-faults"
+
+
+@pytest.fixture
+def s3(settings):
+    with fake_s3vectors() as fake:
+        fake.client().create_vector_bucket(vectorBucketName=BUCKET)
+        settings.LTM_VECTOR_STORE = "s3vectors"
+        settings.LTM_S3VECTORS_BUCKET = BUCKET
+        settings.LTM_S3VECTORS_REGION = "us-east-1"
+        # Two attempts per call: a fault injected twice fails the call.
+        settings.LTM_S3VECTORS_MAX_ATTEMPTS = 2
+        reset_vector_store()
+        yield fake
+        reset_vector_store()
+
+
+def index_keys(s3, tenant) -> set[str]:
+    keys, params = set(), {}
+    while True:
+        response = s3.client().list_vectors(
+            vectorBucketName=BUCKET, indexName=f"ltm-t{tenant.pk}", **params
+        )
+        keys |= {vector["key"].split("/", 1)[1] for vector in response["vectors"]}
+        if not response.get("nextToken"):
+            return keys
+        params = {"nextToken": response["nextToken"]}
+
+
+def active_keys(tenant) -> set[str]:
+    return {
+        str(key)
+        for key in Memory.objects.filter(tenant=tenant, status="active").values_list(
+            "vector_key", flat=True
+        )
+    }
+
+
+def repair_and_check(s3, tenant) -> None:
+    call_command("sync_vectors", stdout=StringIO())
+    call_command("reconcile_vectors", "--fix", "--no-progress", stdout=StringIO())
+    out = StringIO()
+    call_command("reconcile_vectors", "--no-progress", stdout=out)  # exit 0: clean
+    assert index_keys(s3, tenant) == active_keys(tenant)
+    assert not VectorOperation.objects.filter(applied_at__isnull=True).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_commit_then_put_fails(s3, client_a, tenant_a):
+    s3.fail_next("PutVectors", times=2)
+
+    response = post_message(client_a, "u1", "I play the violin and I live in Porto.")
+
+    assert response.status_code == 200
+    assert len(active_keys(tenant_a)) == 2
+    assert index_keys(s3, tenant_a) == set()
+    with pytest.raises(CommandError):
+        call_command("reconcile_vectors", "--no-progress", stdout=StringIO())
+    repair_and_check(s3, tenant_a)
+    assert len(active_keys(tenant_a)) == 2
+
+
+@pytest.fixture
+def failing_outbox_mark(db):
+    """The database refuses to mark an outbox entry applied (after the put)."""
+    if connection.vendor == "sqlite":
+        create = [
+            "CREATE TRIGGER fail_mark BEFORE UPDATE ON memories_vectoroperation "
+            "WHEN NEW.applied_at IS NOT NULL "
+            "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        ]
+        drop = ["DROP TRIGGER fail_mark"]
+    else:
+        create = [
+            "CREATE FUNCTION fail_mark() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.applied_at IS NOT NULL THEN RAISE EXCEPTION 'injected failure'; "
+            "END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER fail_mark BEFORE UPDATE ON memories_vectoroperation "
+            "FOR EACH ROW EXECUTE FUNCTION fail_mark()",
+        ]
+        drop = [
+            "DROP TRIGGER fail_mark ON memories_vectoroperation",
+            "DROP FUNCTION fail_mark()",
+        ]
+    with connection.cursor() as cursor:
+        for statement in create:
+            cursor.execute(statement)
+
+    def heal() -> None:
+        with connection.cursor() as cursor:
+            for statement in drop:
+                cursor.execute(statement)
+
+    return heal
+
+
+@pytest.mark.django_db(transaction=True)
+def test_put_succeeds_then_the_commit_fails(
+    s3, client_a, tenant_a, failing_outbox_mark
+):
+    response = post_message(client_a, "u1", "I play the violin and I live in Porto.")
+
+    assert response.status_code == 200
+    # The vectors are written; the outbox still says pending.
+    assert index_keys(s3, tenant_a) == active_keys(tenant_a) != set()
+    assert VectorOperation.objects.filter(applied_at__isnull=True).count() == 2
+    failing_outbox_mark()
+    repair_and_check(s3, tenant_a)
+    assert len(active_keys(tenant_a)) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_throttled_delete_is_finished_later(s3, client_a, tenant_a):
+    post_message(client_a, "u1", "I play the violin and I live in Porto.")
+    s3.fail_next("DeleteVectors", times=2, code="ThrottlingException", status=429)
+
+    forgotten = post_forget(client_a, "u1", "Forget that I play the violin.")
+
+    assert len(forgotten.json()["forgotten"]) == 1
+    # The vector outlived its row for now, but it is never recalled.
+    assert len(index_keys(s3, tenant_a)) == 2
+    search = client_a.post(
+        "/api/v1/memories/search",
+        {"userId": "u1", "query": "violin", "topK": 5},
+        format="json",
+    )
+    assert all("violin" not in hit["text"] for hit in search.json()["hits"])
+    repair_and_check(s3, tenant_a)
+    assert len(active_keys(tenant_a)) == 1
+
+
+@pytest.mark.django_db
+def test_a_process_killed_between_commit_and_put(s3, client_a, tenant_a):
+    # In a test wrapped in one transaction, after-commit work never runs: the
+    # same state as a process killed right after its commit.
+    post_message(client_a, "u1", "I play the violin and I live in Porto.")
+
+    assert index_keys(s3, tenant_a) == set()
+    assert VectorOperation.objects.filter(applied_at__isnull=True).count() == 2
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("reconcile_vectors", "--no-progress", stdout=out)
+    assert "missing" in out.getvalue()
+    repair_and_check(s3, tenant_a)
+    assert len(active_keys(tenant_a)) == 2
