@@ -20,11 +20,41 @@ class ApiTokenInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "is_active", "created_at"]
+    list_display = ["slug", "name", "is_active", "created_at", "tokens_spent"]
     list_filter = ["is_active"]
+    list_select_related = ["usage"]
     search_fields = ["slug", "name"]
-    readonly_fields = ["created_at"]
+    readonly_fields = [
+        "created_at",
+        "llm_calls",
+        "input_tokens",
+        "output_tokens",
+        "tokens_spent",
+    ]
     inlines = [ApiTokenInline]
+
+    def _usage(self, tenant):
+        return getattr(tenant, "usage", None)
+
+    @admin.display(description="language-model calls")
+    def llm_calls(self, tenant) -> int:
+        usage = self._usage(tenant)
+        return usage.llm_calls if usage else 0
+
+    @admin.display(description="input tokens")
+    def input_tokens(self, tenant) -> int:
+        usage = self._usage(tenant)
+        return usage.input_tokens if usage else 0
+
+    @admin.display(description="output tokens")
+    def output_tokens(self, tenant) -> int:
+        usage = self._usage(tenant)
+        return usage.output_tokens if usage else 0
+
+    @admin.display(description="tokens spent")
+    def tokens_spent(self, tenant) -> int:
+        usage = self._usage(tenant)
+        return usage.total_tokens if usage else 0
 
 
 @admin.register(ApiToken)

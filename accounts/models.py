@@ -50,3 +50,26 @@ class ApiToken(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class TenantUsage(models.Model):
+    """Language-model calls and tokens a tenant has spent, in total."""
+
+    tenant = models.OneToOneField(
+        Tenant, on_delete=models.CASCADE, related_name="usage", primary_key=True
+    )
+    llm_calls = models.PositiveBigIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "usage"
+        verbose_name_plural = "usage"
+
+    def __str__(self) -> str:
+        return f"usage of {self.tenant_id}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens

@@ -68,3 +68,20 @@ def token_authenticate(*, secret: str) -> ApiToken | None:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token
+
+
+def usage_record(*, tenant: Tenant, calls: int, input_tokens: int, output_tokens: int):
+    """Add language-model calls and tokens to a tenant's totals (race-free)."""
+    from django.db.models import F
+
+    from accounts.models import TenantUsage
+
+    if not calls:
+        return
+    TenantUsage.objects.get_or_create(tenant=tenant)
+    TenantUsage.objects.filter(tenant=tenant).update(
+        llm_calls=F("llm_calls") + calls,
+        input_tokens=F("input_tokens") + input_tokens,
+        output_tokens=F("output_tokens") + output_tokens,
+        updated_at=timezone.now(),
+    )

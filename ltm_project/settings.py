@@ -204,8 +204,31 @@ LTM_S3VECTORS_READ_TIMEOUT_SECONDS = env.float(
     "LTM_S3VECTORS_READ_TIMEOUT_SECONDS", default=30.0
 )
 
-# Language model: "offline" (rules and templates, no model).
+# Language model: "offline" (rules and templates, no model), "openai" (or any
+# server speaking its API, via OPENAI_BASE_URL) or "bedrock".
 LTM_LLM_PROVIDER = env.str("LTM_LLM_PROVIDER", default="offline")
+LTM_OPENAI_CHAT_MODEL = env.str("LTM_OPENAI_CHAT_MODEL", default="gpt-4-turbo")
+LTM_LLM_TIMEOUT_SECONDS = env.float("LTM_LLM_TIMEOUT_SECONDS", default=30.0)
+LTM_LLM_MAX_RETRIES = env.int("LTM_LLM_MAX_RETRIES", default=2)
+# What the memory call sees besides the new message.
+LTM_LLM_RECENT_MESSAGES = env.int("LTM_LLM_RECENT_MESSAGES", default=4)
+LTM_LLM_RELATED_MEMORIES = env.int("LTM_LLM_RELATED_MEMORIES", default=10)
+# A forget request shows the model only memories this close to it (or sharing a
+# keyword): an unrelated memory can never be chosen, whatever its text says.
+LTM_LLM_FORGET_MIN_SCORE = env.float("LTM_LLM_FORGET_MIN_SCORE", default=0.2)
+# Amazon Bedrock (LTM_LLM_PROVIDER=bedrock, LTM_EMBEDDINGS_PROVIDER=bedrock);
+# credentials from the standard AWS chain.
+LTM_BEDROCK_REGION = env.str("LTM_BEDROCK_REGION", default="")
+LTM_BEDROCK_ENDPOINT_URL = env.str("LTM_BEDROCK_ENDPOINT_URL", default="")
+LTM_BEDROCK_CHAT_MODEL = env.str(
+    "LTM_BEDROCK_CHAT_MODEL", default="anthropic.claude-3-5-haiku-20241022-v1:0"
+)
+LTM_BEDROCK_EMBEDDING_MODEL = env.str(
+    "LTM_BEDROCK_EMBEDDING_MODEL", default="amazon.titan-embed-text-v2:0"
+)
+LTM_BEDROCK_EMBEDDING_DIMENSIONS = env.int(
+    "LTM_BEDROCK_EMBEDDING_DIMENSIONS", default=1024
+)
 
 # --- Memory behaviour -----------------------------------------------------
 LTM_RECALL_TOP_K = env.int("LTM_RECALL_TOP_K", default=5)
@@ -239,4 +262,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LTM_LOG_LEVEL", "INFO")},
+    # It logs every call at INFO, and a traceback before re-raising what we handle.
+    "loggers": {"langchain_aws": {"level": "CRITICAL"}},
 }

@@ -118,6 +118,7 @@ class MessageViewSet(viewsets.ViewSet):
                 "added": _changes(outcome.changes, "add"),
                 "updated": _changes(outcome.changes, "update"),
                 "deleted": _changes(outcome.changes, "delete"),
+                "usage": outcome.calls,
             }
         )
         return Response(output.data, status=status.HTTP_200_OK)
@@ -158,6 +159,7 @@ class ForgetViewSet(viewsets.ViewSet):
                 "reply": outcome.reply,
                 "userId": data.validated_data["userId"],
                 "forgotten": outcome.forgotten,
+                "usage": outcome.calls,
             }
         )
         return Response(output.data, status=status.HTTP_200_OK)

@@ -3,7 +3,8 @@
 from django.conf import settings
 from django.core.checks import Error, register
 
-EMBEDDINGS_PROVIDERS = ("local", "openai")
+EMBEDDINGS_PROVIDERS = ("local", "openai", "bedrock")
+LLM_PROVIDERS = ("offline", "openai", "bedrock")
 
 
 @register()
@@ -23,6 +24,36 @@ def embeddings_provider_check(app_configs, **kwargs):
                 "LTM_EMBEDDINGS_PROVIDER=openai needs OPENAI_API_KEY.",
                 hint="Set OPENAI_API_KEY (any value for a server that takes none).",
                 id="memories.E002",
+            )
+        ]
+    return []
+
+
+@register()
+def language_model_check(app_configs, **kwargs):
+    provider = settings.LTM_LLM_PROVIDER
+    if provider not in LLM_PROVIDERS:
+        return [
+            Error(
+                f"LTM_LLM_PROVIDER={provider!r} is not one of "
+                f"{', '.join(LLM_PROVIDERS)}.",
+                id="memories.E003",
+            )
+        ]
+    if provider == "openai" and not settings.OPENAI_API_KEY:
+        return [
+            Error(
+                "LTM_LLM_PROVIDER=openai needs OPENAI_API_KEY.",
+                hint="Set OPENAI_API_KEY (any value for a server that takes none).",
+                id="memories.E004",
+            )
+        ]
+    uses_bedrock = "bedrock" in (provider, settings.LTM_EMBEDDINGS_PROVIDER)
+    if uses_bedrock and not settings.LTM_BEDROCK_REGION:
+        return [
+            Error(
+                "Amazon Bedrock is configured but LTM_BEDROCK_REGION is not set.",
+                id="memories.E005",
             )
         ]
     return []

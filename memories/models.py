@@ -153,6 +153,9 @@ class MemoryEvent(models.Model):
     message = models.ForeignKey(
         Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # For an update: when the old text stopped being true (the time of the
+    # message that superseded it).
+    valid_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -101,6 +101,23 @@ class ChangedMemorySerializer(MemoryOutputSerializer):
         return data
 
 
+class LanguageModelCallSerializer(serializers.Serializer):
+    purpose = serializers.ChoiceField(
+        choices=["memory", "reply", "forget"],
+        help_text="memory: the one call that plans a message's memory changes; "
+        "reply: the answer; forget: choosing what a forget request names.",
+    )
+    model = serializers.CharField()
+    inputTokens = serializers.IntegerField(source="input_tokens")  # noqa: N815
+    outputTokens = serializers.IntegerField(source="output_tokens")  # noqa: N815
+    outcome = serializers.ChoiceField(
+        choices=["ok", "invalid", "failed"],
+        help_text="invalid: the answer broke the schema or named an unknown memory "
+        "(asked once more, then the offline rules take over); failed: the model "
+        "could not be reached.",
+    )
+
+
 class MessageOutputSerializer(serializers.Serializer):
     reply = serializers.CharField(help_text="The answer to the end user.")
     userId = serializers.CharField()  # noqa: N815
@@ -115,6 +132,11 @@ class MessageOutputSerializer(serializers.Serializer):
         many=True, help_text="Memories whose text this message replaced."
     )
     deleted = ChangedMemorySerializer(many=True, help_text="Memories deleted.")
+    usage = LanguageModelCallSerializer(
+        many=True,
+        help_text="Language-model calls made for this message and their tokens "
+        "(empty with the offline provider).",
+    )
 
 
 class ForgetOutputSerializer(serializers.Serializer):
@@ -124,6 +146,9 @@ class ForgetOutputSerializer(serializers.Serializer):
         many=True,
         help_text="The memories deleted; their vectors and text are gone and "
         "only a tombstone stays.",
+    )
+    usage = LanguageModelCallSerializer(
+        many=True, help_text="Language-model calls made and their tokens."
     )
 
 
@@ -135,6 +160,11 @@ class MemoryEventSerializer(serializers.Serializer):
     reason = serializers.CharField()
     messageId = serializers.IntegerField(  # noqa: N815
         source="message_id", allow_null=True
+    )
+    validUntil = serializers.DateTimeField(  # noqa: N815
+        source="valid_until",
+        allow_null=True,
+        help_text="For an update: when the old text stopped being true.",
     )
     createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
 

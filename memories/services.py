@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Tenant
+from accounts.services import usage_record
 from memories.models import Memory, MemoryEvent, MemorySource, Message, VectorOperation
 from memories.providers.embeddings import get_embedder
 from memories.providers.llm import ExtractedFact, MemoryView, get_language_model
@@ -51,6 +52,8 @@ class MessageOutcome:
     reply: str
     recalled: list[SearchHit]
     changes: list[MemoryChange] = field(default_factory=list)
+    # Language-model calls made for this message (CallRecord), with their tokens.
+    calls: list = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +61,7 @@ class ForgetOutcome:
     message: Message
     reply: str
     forgotten: list[MemoryChange] = field(default_factory=list)
+    calls: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -282,6 +286,7 @@ def memory_update(
         actor=actor,
         reason=reason,
         message=message,
+        valid_until=message.sent_at if message is not None else timezone.now(),
     )
     _enqueue_vector_sync(memory)
     return previous_text
@@ -624,17 +629,20 @@ def message_handle(
     vector_operations_retry(tenant=tenant)
     sent_at = sent_at or timezone.now()
     llm = get_language_model()
+    if llm.consolidates:
+        return _message_handle_with_model(
+            tenant=tenant,
+            user_id=user_id,
+            text=text,
+            sent_at=sent_at,
+            actor=actor,
+            llm=llm,
+        )
     facts = llm.extract_facts(message=text, sent_at=sent_at)
     # One embedding call for the message (to recall with) and its facts.
     vectors = get_embedder().embed([text] + [fact.text for fact in facts])
     hits = memory_recall(tenant=tenant, user_id=user_id, query=text, vector=vectors[0])
-    # A keyword match counts as related; otherwise the meaning must be close.
-    recalled = [
-        hit
-        for hit in hits
-        if hit.keyword_rank is not None
-        or hit.similarity >= settings.LTM_RECALL_MIN_SCORE
-    ]
+    recalled = _related(hits)
     with transaction.atomic(), vector_sync_batch():
         message = Message.objects.create(
             tenant=tenant, user_id=user_id, text=text, sent_at=sent_at
@@ -655,6 +663,210 @@ def message_handle(
     )
     return MessageOutcome(
         message=message, reply=reply, recalled=recalled, changes=changes
+    )
+
+
+def _related(hits: list[SearchHit]) -> list[SearchHit]:
+    # A keyword match counts as related; otherwise the meaning must be close.
+    return [
+        hit
+        for hit in hits
+        if hit.keyword_rank is not None
+        or hit.similarity >= settings.LTM_RECALL_MIN_SCORE
+    ]
+
+
+# Words of a message that asks to forget, or says a memory was never true: only
+# then may the memory call delete (a memory's own text cannot ask for it).
+_DELETE_INTENT = re.compile(
+    r"\b(forget|delete|remove|erase|never\s+(?:was|were|did|had|have|said)|"
+    r"(?:is|was|that's|that\s+is)\s+(?:not|n't)\s+true|wrong)\b",
+    re.IGNORECASE,
+)
+
+
+def _message_handle_with_model(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    text: str,
+    sent_at: datetime,
+    actor: str,
+    llm,
+) -> MessageOutcome:
+    """One memory call plans the changes, one more call replies."""
+    from memories.providers.llm_chat import RecentMessage
+
+    calls: list = []
+    embedder = get_embedder()
+    query_vector = embedder.embed([text])[0]
+    related_count = max(settings.LTM_LLM_RELATED_MEMORIES, settings.LTM_RECALL_TOP_K)
+    hits = memory_recall(
+        tenant=tenant,
+        user_id=user_id,
+        query=text,
+        vector=query_vector,
+        top_k=related_count,
+    )
+    recalled = _related(hits[: settings.LTM_RECALL_TOP_K])
+    recent = [
+        RecentMessage(role=item.role, text=item.text, sent_at=item.sent_at)
+        for item in Message.objects.for_user(tenant, user_id)
+        .filter(kind=Message.Kind.MESSAGE)
+        .exclude(text="")
+        .order_by("-sent_at", "-id")[: settings.LTM_LLM_RECENT_MESSAGES]
+    ][::-1]
+    plan = llm.plan_memory(
+        message=text,
+        sent_at=sent_at,
+        recent=recent,
+        related=[_view(hit) for hit in hits],
+        calls=calls,
+    )
+    facts = llm.extract_facts(message=text, sent_at=sent_at) if plan is None else []
+    planned_texts = (
+        [fact.text for fact in facts]
+        if plan is None
+        else [op.fact.text for op in plan.operations if op.fact is not None]
+    )
+    vectors = embedder.embed(planned_texts) if planned_texts else np.zeros((0, 0))
+    with transaction.atomic(), vector_sync_batch():
+        message = Message.objects.create(
+            tenant=tenant, user_id=user_id, text=text, sent_at=sent_at
+        )
+        _link_to_previous(tenant=tenant, user_id=user_id, messages=[message])
+        if plan is None:
+            # The model could not say: the rules remember instead.
+            changes = _remember(
+                tenant=tenant,
+                user_id=user_id,
+                messages=[message],
+                facts=[facts],
+                vectors=vectors,
+                actor=actor,
+            )
+        else:
+            changes = _apply_plan(
+                tenant=tenant,
+                user_id=user_id,
+                message=message,
+                plan=plan,
+                vectors=vectors,
+                actor=f"{actor}:{llm.name}",
+                deletes_allowed=bool(_DELETE_INTENT.search(text)),
+            )
+    reply = llm.reply(
+        message=text,
+        recalled=[_view(hit) for hit in recalled],
+        remembered=[change.memory.text for change in changes if change.memory.text],
+        calls=calls,
+    )
+    _record_usage(tenant, calls)
+    return MessageOutcome(
+        message=message, reply=reply, recalled=recalled, changes=changes, calls=calls
+    )
+
+
+def _apply_plan(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    message: Message,
+    plan,
+    vectors: np.ndarray,
+    actor: str,
+    deletes_allowed: bool,
+) -> list[MemoryChange]:
+    """Write a model's memory operations; runs inside the caller's transaction."""
+    active = Memory.objects.for_user(tenant, user_id).filter(
+        status=Memory.Status.ACTIVE
+    )
+    targets = {
+        str(memory.vector_key): memory
+        for memory in active.filter(
+            vector_key__in=[op.key for op in plan.operations if op.key]
+        )
+    }
+    before = list(
+        Message.objects.for_user(tenant, user_id)
+        .filter(kind=Message.Kind.MESSAGE, sent_at__lte=message.sent_at)
+        .exclude(pk=message.pk)
+        .order_by("-sent_at", "-id")[: settings.LTM_CONTEXT_MESSAGES_BEFORE]
+    )[::-1]
+    context_text = _context_for([message], 0, before)
+    changes: list[MemoryChange] = []
+    new: list[Memory] = []
+    by_hash: dict[str, Memory] = {}
+    vector_index = 0
+    touched: set[str] = set()
+    for op in plan.operations:
+        vector = None
+        if op.fact is not None:
+            vector = vectors[vector_index]
+            vector_index += 1
+        if op.action == "delete":
+            memory = targets.get(op.key)
+            if memory is None or op.key in touched:
+                continue
+            if not deletes_allowed:
+                logger.warning(
+                    "Ignored a delete of memory %s: the message does not ask for it.",
+                    memory.pk,
+                )
+                continue
+            previous_text = memory.text
+            memory_delete(memory=memory, actor=actor, reason="the user said so")
+            touched.add(op.key)
+            changes.append(MemoryChange("delete", memory, previous_text))
+            continue
+        digest = content_hash(op.fact.text)
+        if op.action == "update":
+            memory = targets.get(op.key)
+            if memory is None or op.key in touched:
+                continue
+            if memory.content_hash == digest:
+                MemorySource.objects.get_or_create(memory=memory, message=message)
+                continue
+            old_text = memory_update(
+                memory=memory,
+                fact=op.fact,
+                vector=vector,
+                message=message,
+                actor=actor,
+                reason="superseded by a newer statement",
+                context_text=context_text,
+            )
+            touched.add(op.key)
+            changes.append(MemoryChange("update", memory, old_text))
+            continue
+        same = by_hash.get(digest) or active.filter(content_hash=digest).first()
+        if same is not None:
+            # Already known: this message becomes one more source of it.
+            if same.pk is not None:
+                MemorySource.objects.get_or_create(memory=same, message=message)
+            continue
+        memory = _new_memory(
+            tenant=tenant,
+            user_id=user_id,
+            fact=op.fact,
+            vector=vector,
+            message=message,
+            actor=actor,
+            context_text=context_text,
+        )
+        by_hash[digest] = memory
+        new.append(memory)
+        changes.append(MemoryChange("add", memory))
+    memories_create(memories=new, actor=actor)
+    return changes
+
+
+def _record_usage(tenant: Tenant, calls: list) -> None:
+    usage_record(
+        tenant=tenant,
+        calls=len(calls),
+        input_tokens=sum(call.input_tokens for call in calls),
+        output_tokens=sum(call.output_tokens for call in calls),
     )
 
 
@@ -739,16 +951,28 @@ def forget_handle(
     """Forget the memories a natural-language request refers to."""
     vector_operations_retry(tenant=tenant)
     llm = get_language_model()
+    calls: list = []
     query = llm.forget_query(request=text)
     candidates = memory_recall(
         tenant=tenant, user_id=user_id, query=query, top_k=FORGET_CANDIDATES
     )
+    if llm.consolidates:
+        # A model sees only memories related to the request: whatever a memory's
+        # text says, an unrelated memory cannot be chosen.
+        candidates = [
+            hit
+            for hit in candidates
+            if hit.keyword_rank is not None
+            or hit.similarity >= settings.LTM_LLM_FORGET_MIN_SCORE
+        ]
     by_key = {str(hit.memory.vector_key): hit for hit in candidates}
     chosen = [
         by_key[key]
         for key in dict.fromkeys(
             llm.choose_forgotten(
-                request=text, candidates=[_view(hit) for hit in candidates]
+                request=text,
+                candidates=[_view(hit) for hit in candidates],
+                calls=calls,
             )
         )
         if key in by_key
@@ -771,4 +995,5 @@ def forget_handle(
             )
             forgotten.append(MemoryChange("delete", memory, previous_text))
     reply = llm.forget_reply(request=text, forgotten=forgotten_views)
-    return ForgetOutcome(message=message, reply=reply, forgotten=forgotten)
+    _record_usage(tenant, calls)
+    return ForgetOutcome(message=message, reply=reply, forgotten=forgotten, calls=calls)

@@ -303,8 +303,20 @@ def build_embedder() -> Embedder:
             timeout=settings.LTM_OPENAI_TIMEOUT_SECONDS,
             max_retries=settings.LTM_OPENAI_MAX_RETRIES,
         )
+    if provider == "bedrock":
+        from memories.providers.bedrock import BedrockEmbedder
+
+        return BedrockEmbedder(
+            model_id=settings.LTM_BEDROCK_EMBEDDING_MODEL,
+            dimension=settings.LTM_BEDROCK_EMBEDDING_DIMENSIONS,
+            region=settings.LTM_BEDROCK_REGION,
+            endpoint_url=settings.LTM_BEDROCK_ENDPOINT_URL or None,
+            timeout=settings.LTM_LLM_TIMEOUT_SECONDS,
+            max_attempts=settings.LTM_LLM_MAX_RETRIES + 1,
+        )
     raise ImproperlyConfigured(
-        f"Unknown LTM_EMBEDDINGS_PROVIDER {provider!r}: use 'local' or 'openai'."
+        f"Unknown LTM_EMBEDDINGS_PROVIDER {provider!r}: use 'local', 'openai' or "
+        "'bedrock'."
     )
 
 

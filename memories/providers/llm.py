@@ -39,6 +39,8 @@ class MemoryView:
 
 class LanguageModel(Protocol):
     name: str
+    # True when a model plans each message's memory operations in one call.
+    consolidates: bool
 
     def extract_facts(
         self, *, message: str, sent_at: datetime, speaker: str = ""
@@ -54,14 +56,18 @@ class LanguageModel(Protocol):
         message: str,
         recalled: list[MemoryView],
         remembered: list[str],
+        calls: list | None = None,
     ) -> str:
-        """The answer to a message, given the memories recalled for it."""
+        """The answer to a message, given the memories recalled for it.
+
+        A model appends the calls it made (and their tokens) to `calls`.
+        """
 
     def forget_query(self, *, request: str) -> str:
         """The text to search memories with for a forget request."""
 
     def choose_forgotten(
-        self, *, request: str, candidates: list[MemoryView]
+        self, *, request: str, candidates: list[MemoryView], calls: list | None = None
     ) -> list[str]:
         """Keys, taken only from `candidates`, of the memories a request names."""
 
@@ -236,6 +242,8 @@ class OfflineLanguageModel:
     """Rules and templates: works with no model and says so in its replies."""
 
     name = "offline-rules"
+    # Facts come from rules per message, not from a consolidation call.
+    consolidates = False
 
     def extract_facts(
         self, *, message: str, sent_at: datetime, speaker: str = ""
@@ -267,6 +275,7 @@ class OfflineLanguageModel:
         message: str,
         recalled: list[MemoryView],
         remembered: list[str],
+        calls: list | None = None,
     ) -> str:
         parts = []
         if recalled:
@@ -286,7 +295,7 @@ class OfflineLanguageModel:
         return query or request
 
     def choose_forgotten(
-        self, *, request: str, candidates: list[MemoryView]
+        self, *, request: str, candidates: list[MemoryView], calls: list | None = None
     ) -> list[str]:
         if _FORGET_TOPIC.search(request):
             # "Forget everything about my job": every memory sharing the topic's
@@ -336,13 +345,43 @@ def get_language_model() -> LanguageModel:
     if _llm is None:
         with _llm_lock:
             if _llm is None:
-                provider = settings.LTM_LLM_PROVIDER
-                if provider != "offline":
-                    raise ImproperlyConfigured(
-                        f"Unknown LTM_LLM_PROVIDER {provider!r}: use 'offline'."
-                    )
-                _llm = OfflineLanguageModel()
+                _llm = build_language_model()
     return _llm
+
+
+def build_language_model() -> LanguageModel:
+    """The language model the settings name; the offline rules by default."""
+    provider = settings.LTM_LLM_PROVIDER
+    if provider == "offline":
+        return OfflineLanguageModel()
+    from memories.providers.llm_chat import ChatLanguageModel
+
+    if provider == "openai":
+        from memories.providers.openai_chat import OpenAIChatModel
+
+        chat = OpenAIChatModel(
+            api_key=settings.OPENAI_API_KEY,
+            base_url=settings.OPENAI_BASE_URL or None,
+            model=settings.LTM_OPENAI_CHAT_MODEL,
+            timeout=settings.LTM_LLM_TIMEOUT_SECONDS,
+            max_retries=settings.LTM_LLM_MAX_RETRIES,
+        )
+    elif provider == "bedrock":
+        from memories.providers.bedrock import BedrockChatModel
+
+        chat = BedrockChatModel(
+            model_id=settings.LTM_BEDROCK_CHAT_MODEL,
+            region=settings.LTM_BEDROCK_REGION,
+            endpoint_url=settings.LTM_BEDROCK_ENDPOINT_URL or None,
+            timeout=settings.LTM_LLM_TIMEOUT_SECONDS,
+            max_attempts=settings.LTM_LLM_MAX_RETRIES + 1,
+        )
+    else:
+        raise ImproperlyConfigured(
+            f"Unknown LTM_LLM_PROVIDER {provider!r}: use 'offline', 'openai' or "
+            "'bedrock'."
+        )
+    return ChatLanguageModel(chat, provider=provider)
 
 
 def reset_language_model() -> None:

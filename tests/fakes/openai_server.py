@@ -2,6 +2,10 @@
 
 The real `openai` client is pointed at it through its base URL, so requests cross
 the same HTTP layer (serialisation, headers, retries) as in production.
+
+Embeddings are computed from the text. Chat answers come, in this order, from a
+scripted failure (`fail_next`, `fail_always`), the queue of scripted answers
+(`reply_with`, `reply_with_json`, `refuse_next`), `chat_responder`, or "OK".
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -53,6 +58,27 @@ class ScriptedResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class ChatAnswer:
+    """One scripted chat answer: text, or a refusal (content None)."""
+
+    content: str | None
+    refusal: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def _words(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+def _message_text(content) -> str:
+    """A request message's text, whether a string or a list of content parts."""
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") for part in content)
+    return content or ""
+
+
 def _failure(status: int) -> ScriptedResponse:
     return ScriptedResponse(
         status,
@@ -72,8 +98,19 @@ class FakeOpenAI:
         self.reverse_order = False
         self.dimension_override: int | None = None
         self.delay_seconds = 0.0
+        self.chat_script: deque[ChatAnswer] = deque()
+        # Answers every unscripted chat request from its JSON body.
+        self.chat_responder: Callable[[dict], str] | None = None
+        # Like some OpenAI-compatible servers: chat answers without "usage".
+        self.omit_usage = False
+        self._chat_count = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: stop() waits up to one interval for the loop.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+        )
 
     @property
     def base_url(self) -> str:
@@ -95,8 +132,33 @@ class FakeOpenAI:
     def fail_always(self, status: int) -> None:
         self.always = _failure(status)
 
+    def reply_with(
+        self,
+        content: str,
+        *,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+    ) -> None:
+        """Queue one chat answer; token counts default to word counts."""
+        self.chat_script.append(
+            ChatAnswer(
+                content,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+        )
+
+    def reply_with_json(self, obj) -> None:
+        self.reply_with(json.dumps(obj))
+
+    def refuse_next(self, text: str) -> None:
+        self.chat_script.append(ChatAnswer(None, refusal=text))
+
     def embedding_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/embeddings")]
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
     def respond(self, request: RecordedRequest) -> ScriptedResponse:
         if self.script:
@@ -105,6 +167,8 @@ class FakeOpenAI:
             return self.always
         if request.path.endswith("/embeddings"):
             return ScriptedResponse(200, self._embeddings(request.body))
+        if request.path.endswith("/chat/completions"):
+            return ScriptedResponse(200, self._chat(request.body))
         return ScriptedResponse(404, {"error": {"message": "not found"}})
 
     def _embeddings(self, body: dict) -> dict:
@@ -130,6 +194,48 @@ class FakeOpenAI:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
+    def _chat(self, body: dict) -> dict:
+        if self.chat_script:
+            answer = self.chat_script.popleft()
+        elif self.chat_responder is not None:
+            answer = ChatAnswer(self.chat_responder(body))
+        else:
+            answer = ChatAnswer("OK")
+        prompt_tokens = answer.prompt_tokens
+        if prompt_tokens is None:
+            prompt_tokens = sum(
+                _words(_message_text(m.get("content"))) for m in body["messages"]
+            )
+        completion_tokens = answer.completion_tokens
+        if completion_tokens is None:
+            completion_tokens = _words(answer.content or answer.refusal)
+        self._chat_count += 1
+        response = {
+            "id": f"chatcmpl-fake{self._chat_count}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": answer.content,
+                        "refusal": answer.refusal,
+                    },
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        if self.omit_usage:
+            del response["usage"]
+        return response
+
     def _handler_class(self):
         fake = self
 
@@ -148,13 +254,16 @@ class FakeOpenAI:
                     time.sleep(fake.delay_seconds)
                 response = fake.respond(request)
                 payload = json.dumps(response.body).encode()
-                self.send_response(response.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                for name, value in response.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(response.status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(payload)))
+                    for name, value in response.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and hung up: nobody to answer
 
             def log_message(self, format, *args):  # noqa: A002 - keep test output clean
                 pass
