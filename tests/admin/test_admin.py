@@ -2,6 +2,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from accounts.models import ApiToken
+from accounts.services import usage_record
 from tests.helpers import post_message
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -84,3 +85,16 @@ def test_memories_cannot_be_edited_in_the_admin_yet(staff_client, told):
     assert response.status_code == 403
     memory.refresh_from_db()
     assert memory.text == "I moved to Lisbon last month."
+
+
+def test_a_tenants_page_shows_the_tokens_it_spent(staff_client, tenant_a):
+    usage_record(tenant=tenant_a, calls=3, input_tokens=1200, output_tokens=345)
+    usage_record(tenant=tenant_a, calls=2, input_tokens=800, output_tokens=55)
+
+    page = staff_client.get(f"/admin/accounts/tenant/{tenant_a.pk}/change/")
+    listing = staff_client.get("/admin/accounts/tenant/")
+
+    text = page.content.decode()
+    assert "2000" in text  # input tokens
+    assert "400" in text  # output tokens
+    assert "2400" in listing.content.decode()  # tokens spent, in the list
