@@ -34,6 +34,16 @@ def tenant_create(*, slug: str, name: str = "") -> Tenant:
 
 
 @transaction.atomic
+def tenant_set_active(*, tenant: Tenant, active: bool) -> Tenant:
+    """Deactivate a tenant (its tokens stop working at once) or bring it back.
+
+    Its data stays: forgetting a tenant's users is `forget_user`'s job.
+    """
+    tenant.is_active = active
+    tenant.save(update_fields=["is_active"])
+    return tenant
+
+
 def token_issue(*, tenant: Tenant, name: str = "default") -> IssuedToken:
     """Issue a new token for a tenant; the secret is returned once, never stored."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -79,3 +79,25 @@ def test_the_demo_tenant_is_created_once(db):
     call_command("ensure_demo_tenant", stdout=second)
     assert "ltm_" not in second.getvalue().replace("issue_token", "")
     assert ApiToken.objects.filter(tenant__slug="demo").count() == 1
+
+
+def test_deactivating_a_tenant_stops_its_tokens_and_keeps_its_data(client_a, tenant_a):
+    post_message(client_a, "u1", "I live in Lisbon.")
+
+    call_command("deactivate_tenant", "tenant-a", stdout=StringIO())
+    refused = post_message(client_a, "u1", "Where do I live?")
+    out = StringIO()
+    call_command("list_tenants", stdout=out)
+    call_command("deactivate_tenant", "tenant-a", "--reactivate", stdout=StringIO())
+    again = post_message(client_a, "u1", "Where do I live?")
+
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "tenant_inactive"
+    assert "tenant-a" in out.getvalue()
+    assert "inactive" in out.getvalue()
+    assert "Lisbon" in again.json()["reply"]
+
+
+def test_deactivate_tenant_names_an_unknown_slug(db):
+    with pytest.raises(CommandError, match="nobody"):
+        call_command("deactivate_tenant", "nobody", stdout=StringIO())
