@@ -61,6 +61,9 @@ class Memory(models.Model):
 
     class Status(models.TextChoices):
         ACTIVE = "active"
+        # Kept, with its text, but never recalled or searched and without a
+        # vector: support staff hid it, and may restore it.
+        HIDDEN = "hidden"
         DELETED = "deleted"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
@@ -109,6 +112,7 @@ class Memory(models.Model):
         ]
         verbose_name_plural = "memories"
         ordering = ["-created_at", "-id"]
+        permissions = [("moderate_memory", "Can hide, restore, edit and delete")]
 
     def __str__(self) -> str:
         return f"memory {self.pk} of {self.user_id}"
@@ -142,6 +146,8 @@ class MemoryEvent(models.Model):
         ADD = "add"
         UPDATE = "update"
         DELETE = "delete"
+        HIDE = "hide"
+        RESTORE = "restore"
 
     memory = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="events")
     action = models.CharField(max_length=16, choices=Action.choices)

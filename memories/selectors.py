@@ -2,10 +2,10 @@
 
 import numpy as np
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 
 from accounts.models import Tenant
-from memories.models import Memory
+from memories.models import Memory, Message
 from memories.providers.embeddings import get_embedder
 from memories.search import SearchFilters, SearchHit, memory_search
 
@@ -38,3 +38,30 @@ def memory_recall(
         top_k=top_k or settings.LTM_RECALL_TOP_K,
         filters=filters,
     )
+
+
+def _status_counts() -> dict:
+    return {
+        status: Count("pk", filter=Q(status=status)) for status in Memory.Status.values
+    }
+
+
+def end_users_list(*, tenant: Tenant, search: str = "") -> QuerySet:
+    """A tenant's end users (those with memories, tombstones included), each with
+    its memory count per status and when its last memory was stored: one
+    aggregate query, ordered by user id."""
+    memories = Memory.objects.for_tenant(tenant)
+    if search:
+        memories = memories.filter(user_id__icontains=search)
+    return (
+        memories.values("user_id")
+        .annotate(**_status_counts(), total=Count("pk"), last_stored=Max("created_at"))
+        .order_by("user_id")
+    )
+
+
+def tenant_counts(*, tenant: Tenant) -> dict[str, int]:
+    """How many memories a tenant has per status, and how many messages."""
+    counts = Memory.objects.for_tenant(tenant).aggregate(**_status_counts())
+    counts["messages"] = Message.objects.for_tenant(tenant).count()
+    return counts

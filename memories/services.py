@@ -7,7 +7,7 @@ these functions, so the audit table and the vector index change together.
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -132,6 +132,10 @@ def _apply_after_commit(operation_ids: list[int]) -> None:
 def vector_sync_batch() -> Iterator[None]:
     """Apply the outbox entries written inside the block in one go after commit
     (one batched write to the vector store instead of one per memory)."""
+    if _sync_batch.get() is not None:
+        # Nested in another batch: the entries go out with the outer batch's.
+        yield
+        return
     operation_ids: list[int] = []
     token = _sync_batch.set(operation_ids)
     try:
@@ -997,3 +1001,171 @@ def forget_handle(
     reply = llm.forget_reply(request=text, forgotten=forgotten_views)
     _record_usage(tenant, calls)
     return ForgetOutcome(message=message, reply=reply, forgotten=forgotten, calls=calls)
+
+
+# --- moderation ------------------------------------------------------------
+# What support staff do to a memory from the admin. Each action records the
+# staff member and a required reason in the memory's history and reaches the
+# vector store through the outbox, like every other write.
+STAFF_ACTOR_PREFIX = "staff:"
+REASON_MAX_CHARS = MemoryEvent._meta.get_field("reason").max_length
+
+
+class ModerationError(Exception):
+    """A moderation action the memory's state, or the input, does not allow."""
+
+
+@dataclass
+class ModerationOutcome:
+    """What one moderation action did to several memories."""
+
+    changed: list[Memory] = field(default_factory=list)
+    # Memories the action did not apply to (already hidden, deleted...), with why.
+    refused: list[tuple[Memory, str]] = field(default_factory=list)
+
+
+def staff_actor(username: str) -> str:
+    """How a staff member is named in a memory's history."""
+    return f"{STAFF_ACTOR_PREFIX}{username}"
+
+
+def _required_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ModerationError("A reason is required.")
+    if len(reason) > REASON_MAX_CHARS:
+        raise ModerationError(f"A reason is at most {REASON_MAX_CHARS} characters.")
+    return reason
+
+
+def _locked_for(memory: Memory, *, allowed: set[str], refusal: str) -> Memory:
+    """The memory's row, locked for the rest of the transaction, if its status
+    is one the action applies to."""
+    locked = Memory.objects.select_for_update().get(pk=memory.pk)
+    if locked.status not in allowed:
+        raise ModerationError(f"Memory {locked.pk} is {locked.status}: {refusal}")
+    return locked
+
+
+def _status_change(
+    memory: Memory, *, status: str, action: str, actor: str, reason: str
+) -> Memory:
+    memory.status = status
+    memory.updated_at = timezone.now()
+    memory.updated_by = actor
+    memory.save(update_fields=["status", "updated_at", "updated_by"])
+    MemoryEvent.objects.create(memory=memory, action=action, actor=actor, reason=reason)
+    # Applied after commit: the vector is deleted unless the row is active.
+    _enqueue_vector_sync(memory)
+    return memory
+
+
+def memory_hide(*, memory: Memory, actor: str, reason: str) -> Memory:
+    """Hide a memory: kept with its text and history but never recalled or
+    searched; its vector is deleted through the outbox."""
+    reason = _required_reason(reason)
+    with transaction.atomic(), vector_sync_batch():
+        locked = _locked_for(
+            memory,
+            allowed={Memory.Status.ACTIVE},
+            refusal="only an active memory can be hidden.",
+        )
+        return _status_change(
+            locked,
+            status=Memory.Status.HIDDEN,
+            action=MemoryEvent.Action.HIDE,
+            actor=actor,
+            reason=reason,
+        )
+
+
+def memory_restore(*, memory: Memory, actor: str, reason: str) -> Memory:
+    """Bring a hidden memory back: recalled again, its vector put again from the
+    row through the outbox."""
+    reason = _required_reason(reason)
+    with transaction.atomic(), vector_sync_batch():
+        locked = _locked_for(
+            memory,
+            allowed={Memory.Status.HIDDEN},
+            refusal="only a hidden memory can be restored.",
+        )
+        return _status_change(
+            locked,
+            status=Memory.Status.ACTIVE,
+            action=MemoryEvent.Action.RESTORE,
+            actor=actor,
+            reason=reason,
+        )
+
+
+def _embedded_text(speaker: str, text: str) -> str:
+    # As the pipeline embeds a fact: with its speaker's name when one is known.
+    return f"{speaker}: {text}" if speaker else text
+
+
+def memory_edit(*, memory: Memory, text: str, actor: str, reason: str) -> Memory:
+    """Correct a memory's text: re-embedded, the old text kept in history, the
+    vector rewritten through the outbox (a hidden memory stays without one)."""
+    reason = _required_reason(reason)
+    text = text.strip()
+    if not text:
+        raise ModerationError("The new text is empty; delete the memory instead.")
+    refusal = "a deleted memory cannot be edited."
+    if memory.status == Memory.Status.DELETED:
+        # Refused before embedding; checked again below under the row lock.
+        raise ModerationError(f"Memory {memory.pk} is deleted: {refusal}")
+    if text == memory.text:
+        raise ModerationError("The text is unchanged.")
+    (vector,) = get_embedder().embed([_embedded_text(memory.speaker, text)])
+    with transaction.atomic(), vector_sync_batch():
+        locked = _locked_for(
+            memory,
+            allowed={Memory.Status.ACTIVE, Memory.Status.HIDDEN},
+            refusal=refusal,
+        )
+        memory_update(
+            memory=locked,
+            fact=ExtractedFact(text=text, slot=locked.slot),
+            vector=vector,
+            message=None,
+            actor=actor,
+            reason=reason,
+        )
+        return locked
+
+
+def memory_delete_by_staff(*, memory: Memory, actor: str, reason: str) -> Memory:
+    """`memory_delete` for support staff: a reason is required, and a memory
+    already deleted is refused rather than silently left as it is."""
+    reason = _required_reason(reason)
+    with transaction.atomic(), vector_sync_batch():
+        locked = _locked_for(
+            memory,
+            allowed={Memory.Status.ACTIVE, Memory.Status.HIDDEN},
+            refusal="it is already deleted.",
+        )
+        return memory_delete(memory=locked, actor=actor, reason=reason)
+
+
+def memories_moderate(
+    *,
+    memories: Iterable[Memory],
+    action: Callable[..., Memory],
+    actor: str,
+    reason: str,
+) -> ModerationOutcome:
+    """Apply one moderation action (`memory_hide`, `memory_restore` or
+    `memory_delete_by_staff`) to several memories in one transaction, with one
+    batched write to the vector store; memories it does not apply to are
+    left as they are and reported."""
+    reason = _required_reason(reason)
+    outcome = ModerationOutcome()
+    with transaction.atomic(), vector_sync_batch():
+        for memory in memories:
+            try:
+                changed = action(memory=memory, actor=actor, reason=reason)
+            except ModerationError as refusal:
+                outcome.refused.append((memory, str(refusal)))
+            else:
+                outcome.changed.append(changed)
+    return outcome
