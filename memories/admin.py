@@ -9,7 +9,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import display_for_value, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef
 from django.http import Http404, HttpResponseRedirect
@@ -19,6 +19,7 @@ from django.urls import path, reverse
 
 from memories import services
 from memories.models import Memory, MemoryEvent, MemorySource, Message, VectorOperation
+from memories.providers.embeddings import EmbeddingError
 
 # Memories listed by name on a bulk confirmation page; the rest are counted.
 CONFIRMATION_LISTED = 100
@@ -76,8 +77,9 @@ class MemorySourceInline(ReadOnlyAdminMixin, admin.TabularInline):
         )
 
     @admin.display(description="sent at")
-    def sent_at(self, source: MemorySource):
-        return source.message.sent_at
+    def sent_at(self, source: MemorySource) -> str:
+        # Formatted as the admin formats a date field (a callable's value is not).
+        return display_for_value(source.message.sent_at, self.get_empty_value_display())
 
     @admin.display(description="client message id")
     def client_message_id(self, source: MemorySource) -> str:
@@ -116,9 +118,7 @@ class SourceListFilter(admin.SimpleListFilter):
                 Exists(added_by.filter(actor__startswith=services.ACTOR_API))
             )
         if self.value() == "import":
-            return queryset.filter(
-                Exists(added_by.filter(actor=services.ACTOR_IMPORT))
-            )
+            return queryset.filter(Exists(added_by.filter(actor=services.ACTOR_IMPORT)))
         if self.value() == "none":
             return queryset.filter(source_message__isnull=True)
         return queryset
@@ -152,7 +152,7 @@ class Moderation:
     done: str  # past tense, for the report
     effect: str  # shown on the confirmation page
     service: Callable[..., Memory]
-    applies_to: frozenset[str]
+    applies_to: frozenset[str]  # the statuses the service accepts
 
 
 MODERATIONS = {
@@ -166,7 +166,7 @@ MODERATIONS = {
             "recalled or found by search; its vector is deleted. It can be "
             "restored.",
             service=services.memory_hide,
-            applies_to=frozenset({Memory.Status.ACTIVE}),
+            applies_to=services.HIDE_APPLIES_TO,
         ),
         Moderation(
             name="restore",
@@ -175,7 +175,7 @@ MODERATIONS = {
             effect="A restored memory is recalled and searched again; its vector "
             "is written back.",
             service=services.memory_restore,
-            applies_to=frozenset({Memory.Status.HIDDEN}),
+            applies_to=services.RESTORE_APPLIES_TO,
         ),
         Moderation(
             name="delete",
@@ -185,11 +185,10 @@ MODERATIONS = {
             "messages it came from are erased; a tombstone without content "
             "stays. This cannot be undone.",
             service=services.memory_delete_by_staff,
-            applies_to=frozenset({Memory.Status.ACTIVE, Memory.Status.HIDDEN}),
+            applies_to=services.DELETE_APPLIES_TO,
         ),
     ]
 }
-EDIT_APPLIES_TO = frozenset({Memory.Status.ACTIVE, Memory.Status.HIDDEN})
 
 
 @admin.register(Memory)
@@ -250,9 +249,6 @@ class MemoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return ""
         return memory.source_message.text or "(redacted)"
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("source_message")
-
     # -- moderation: who --------------------------------------------------
     def has_moderate_permission(self, request) -> bool:
         return request.user.has_perm(
@@ -263,45 +259,45 @@ class MemoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return services.staff_actor(request.user.get_username())
 
     # -- moderation: one memory, from its page ----------------------------
+    def _url_name(self, view: str) -> str:
+        return f"{self.opts.app_label}_{self.opts.model_name}_{view}"
+
     def get_urls(self):
         moderate = self.admin_site.admin_view(self.moderate_view)
         edit = self.admin_site.admin_view(self.edit_text_view)
-        info = self.opts.app_label, self.opts.model_name
         return [
             path(
                 "<path:object_id>/moderate/edit/",
                 edit,
-                name="%s_%s_edit_text" % info,
+                name=self._url_name("edit_text"),
             ),
             path(
                 "<path:object_id>/moderate/<slug:name>/",
                 moderate,
-                name="%s_%s_moderate" % info,
+                name=self._url_name("moderate"),
             ),
             *super().get_urls(),
         ]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = extra_context or {}
-        memory = self.get_object(request, unquote(object_id))
-        if memory is not None and self.has_moderate_permission(request):
-            extra_context["moderation_links"] = self._moderation_links(memory)
-        return super().change_view(request, object_id, form_url, extra_context)
+    def render_change_form(self, request, context, *args, obj=None, **kwargs):
+        if obj is not None and self.has_moderate_permission(request):
+            context["moderation_links"] = self._moderation_links(obj)
+        return super().render_change_form(request, context, *args, obj=obj, **kwargs)
 
     def _moderation_links(self, memory: Memory) -> list[tuple[str, str]]:
-        info = self.opts.app_label, self.opts.model_name
         links = []
-        if memory.status in EDIT_APPLIES_TO:
+        if memory.status in services.EDIT_APPLIES_TO:
             links.append(
                 (
                     "Edit text",
-                    reverse("admin:%s_%s_edit_text" % info, args=[memory.pk]),
+                    reverse("admin:" + self._url_name("edit_text"), args=[memory.pk]),
                 )
             )
         for moderation in MODERATIONS.values():
             if memory.status in moderation.applies_to:
                 url = reverse(
-                    "admin:%s_%s_moderate" % info, args=[memory.pk, moderation.name]
+                    "admin:" + self._url_name("moderate"),
+                    args=[memory.pk, moderation.name],
                 )
                 links.append((moderation.label, url))
         return links
@@ -315,9 +311,8 @@ class MemoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return memory
 
     def _back_to(self, memory: Memory) -> HttpResponseRedirect:
-        info = self.opts.app_label, self.opts.model_name
         return HttpResponseRedirect(
-            reverse("admin:%s_%s_change" % info, args=[memory.pk])
+            reverse("admin:" + self._url_name("change"), args=[memory.pk])
         )
 
     def moderate_view(self, request, object_id, name):
@@ -369,6 +364,13 @@ class MemoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     )
                 except services.ModerationError as refusal:
                     self.message_user(request, str(refusal), messages.ERROR)
+                except EmbeddingError as failure:
+                    self.message_user(
+                        request,
+                        f"The embedding provider failed: nothing was changed "
+                        f"({failure}).",
+                        messages.ERROR,
+                    )
                 else:
                     self.message_user(
                         request, f"Edited memory {memory.pk}.", messages.SUCCESS

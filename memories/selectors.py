@@ -60,8 +60,11 @@ def end_users_list(*, tenant: Tenant, search: str = "") -> QuerySet:
     )
 
 
-def tenant_counts(*, tenant: Tenant) -> dict[str, int]:
-    """How many memories a tenant has per status, and how many messages."""
-    counts = Memory.objects.for_tenant(tenant).aggregate(**_status_counts())
-    counts["messages"] = Message.objects.for_tenant(tenant).count()
-    return counts
+def tenant_memory_counts(*, tenant: Tenant) -> dict[str, int]:
+    """How many memories a tenant has in each status."""
+    return Memory.objects.for_tenant(tenant).aggregate(**_status_counts())
+
+
+def tenant_message_count(*, tenant: Tenant) -> int:
+    """How many messages a tenant's end users have sent (forget requests too)."""
+    return Message.objects.for_tenant(tenant).count()

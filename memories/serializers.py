@@ -53,7 +53,10 @@ class ForgetInputSerializer(MessageInputSerializer):
 class MemoryOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="vector_key", help_text="The memory's id.")
     text = serializers.CharField(help_text="The remembered fact (blank once deleted).")
-    status = serializers.CharField(help_text="'active' or 'deleted'.")
+    status = serializers.CharField(
+        help_text="'active', 'hidden' (by support staff: kept, never recalled) or "
+        "'deleted'."
+    )
     happenedAt = serializers.DateTimeField(  # noqa: N815
         source="happened_at",
         allow_null=True,

@@ -1009,6 +1009,11 @@ def forget_handle(
 # vector store through the outbox, like every other write.
 STAFF_ACTOR_PREFIX = "staff:"
 REASON_MAX_CHARS = MemoryEvent._meta.get_field("reason").max_length
+# The statuses each action applies to; any other is refused.
+HIDE_APPLIES_TO = frozenset({Memory.Status.ACTIVE})
+RESTORE_APPLIES_TO = frozenset({Memory.Status.HIDDEN})
+EDIT_APPLIES_TO = frozenset({Memory.Status.ACTIVE, Memory.Status.HIDDEN})
+DELETE_APPLIES_TO = frozenset({Memory.Status.ACTIVE, Memory.Status.HIDDEN})
 
 
 class ModerationError(Exception):
@@ -1038,7 +1043,7 @@ def _required_reason(reason: str) -> str:
     return reason
 
 
-def _locked_for(memory: Memory, *, allowed: set[str], refusal: str) -> Memory:
+def _locked_for(memory: Memory, *, allowed: frozenset[str], refusal: str) -> Memory:
     """The memory's row, locked for the rest of the transaction, if its status
     is one the action applies to."""
     locked = Memory.objects.select_for_update().get(pk=memory.pk)
@@ -1067,7 +1072,7 @@ def memory_hide(*, memory: Memory, actor: str, reason: str) -> Memory:
     with transaction.atomic(), vector_sync_batch():
         locked = _locked_for(
             memory,
-            allowed={Memory.Status.ACTIVE},
+            allowed=HIDE_APPLIES_TO,
             refusal="only an active memory can be hidden.",
         )
         return _status_change(
@@ -1086,7 +1091,7 @@ def memory_restore(*, memory: Memory, actor: str, reason: str) -> Memory:
     with transaction.atomic(), vector_sync_batch():
         locked = _locked_for(
             memory,
-            allowed={Memory.Status.HIDDEN},
+            allowed=RESTORE_APPLIES_TO,
             refusal="only a hidden memory can be restored.",
         )
         return _status_change(
@@ -1111,18 +1116,14 @@ def memory_edit(*, memory: Memory, text: str, actor: str, reason: str) -> Memory
     if not text:
         raise ModerationError("The new text is empty; delete the memory instead.")
     refusal = "a deleted memory cannot be edited."
-    if memory.status == Memory.Status.DELETED:
+    if memory.status not in EDIT_APPLIES_TO:
         # Refused before embedding; checked again below under the row lock.
-        raise ModerationError(f"Memory {memory.pk} is deleted: {refusal}")
+        raise ModerationError(f"Memory {memory.pk} is {memory.status}: {refusal}")
     if text == memory.text:
         raise ModerationError("The text is unchanged.")
     (vector,) = get_embedder().embed([_embedded_text(memory.speaker, text)])
     with transaction.atomic(), vector_sync_batch():
-        locked = _locked_for(
-            memory,
-            allowed={Memory.Status.ACTIVE, Memory.Status.HIDDEN},
-            refusal=refusal,
-        )
+        locked = _locked_for(memory, allowed=EDIT_APPLIES_TO, refusal=refusal)
         memory_update(
             memory=locked,
             fact=ExtractedFact(text=text, slot=locked.slot),
@@ -1141,7 +1142,7 @@ def memory_delete_by_staff(*, memory: Memory, actor: str, reason: str) -> Memory
     with transaction.atomic(), vector_sync_batch():
         locked = _locked_for(
             memory,
-            allowed={Memory.Status.ACTIVE, Memory.Status.HIDDEN},
+            allowed=DELETE_APPLIES_TO,
             refusal="it is already deleted.",
         )
         return memory_delete(memory=locked, actor=actor, reason=reason)

@@ -74,7 +74,9 @@ def test_staff_can_revoke_tokens_from_the_admin(staff_client, client_a):
     assert denied.json()["error"]["code"] == "token_revoked"
 
 
-def test_memories_cannot_be_edited_in_the_admin_yet(staff_client, told):
+def test_memories_change_only_through_moderation_not_the_change_form(
+    staff_client, told
+):
     from memories.models import Memory
 
     memory = Memory.objects.get(vector_key=told["updated"][0]["id"])
