@@ -23,9 +23,9 @@ from accounts.services import usage_record
 from memories.models import Memory, MemoryEvent, MemorySource, Message, VectorOperation
 from memories.providers.embeddings import get_embedder
 from memories.providers.llm import ExtractedFact, MemoryView, get_language_model
-from memories.search import SearchHit
+from memories.search import SearchHit, keyword_ranking
 from memories.selectors import memory_recall
-from memories.vectorstores import Namespace, VectorRecord, get_vector_store
+from memories.vectorstores import Namespace, VectorHit, VectorRecord, get_vector_store
 
 logger = logging.getLogger(__name__)
 
@@ -478,6 +478,56 @@ def _context_for(messages: list[Message], index: int, before: list[Message]) -> 
     ).strip()
 
 
+# Stored memories compared with each new fact when the vector store is remote.
+DUPLICATE_CANDIDATES = 5
+
+
+def _nearest_stored(
+    *, tenant: Tenant, user_id: str, texts: list[str], vectors: np.ndarray
+) -> list[list[VectorHit]]:
+    """Each new fact's most similar stored memory, to find near-duplicates.
+
+    A local store answers all the facts in one pass. A remote one (S3 Vectors)
+    would take one query per fact; a near-duplicate shares most of its words, so
+    there the candidates come from the database's keyword index and their
+    embeddings, kept in the audit rows, are compared here: no call to the store.
+    """
+    store = get_vector_store()
+    if not getattr(store, "remote", False):
+        return store.query_many(
+            namespace=Namespace(tenant_id=tenant.pk, user_id=user_id),
+            vectors=list(vectors),
+            top_k=1,
+        )
+    candidates = [
+        keyword_ranking(
+            tenant=tenant, user_id=user_id, query=text, limit=DUPLICATE_CANDIDATES
+        )
+        for text in texts
+    ]
+    wanted = {pk for ids in candidates for pk in ids}
+    stored = {
+        pk: (str(key), np.frombuffer(bytes(embedding), dtype="<f4"))
+        for pk, key, embedding in Memory.objects.filter(pk__in=wanted).values_list(
+            "pk", "vector_key", "embedding"
+        )
+    }
+    nearest: list[list[VectorHit]] = []
+    for ids, vector in zip(candidates, vectors, strict=True):
+        scored = [
+            VectorHit(key=stored[pk][0], score=_cosine_of(stored[pk][1], vector))
+            for pk in ids
+            if pk in stored and stored[pk][1].shape == np.shape(vector)
+        ]
+        nearest.append(sorted(scored, key=lambda hit: -hit.score)[:1])
+    return nearest
+
+
+def _cosine_of(stored: np.ndarray, vector: np.ndarray) -> float:
+    denominator = float(np.linalg.norm(stored) * np.linalg.norm(vector)) or 1.0
+    return float(stored @ vector) / denominator
+
+
 def _remember(  # noqa: C901 - one decision per fact, kept in one place
     *,
     tenant: Tenant,
@@ -503,10 +553,11 @@ def _remember(  # noqa: C901 - one decision per fact, kept in one place
     active = Memory.objects.for_user(tenant, user_id).filter(
         status=Memory.Status.ACTIVE
     )
-    neighbours = get_vector_store().query_many(
-        namespace=Namespace(tenant_id=tenant.pk, user_id=user_id),
-        vectors=list(vectors),
-        top_k=1,
+    neighbours = _nearest_stored(
+        tenant=tenant,
+        user_id=user_id,
+        texts=[fact.text for _, fact in flat],
+        vectors=vectors,
     )
     before = list(
         Message.objects.for_user(tenant, user_id)

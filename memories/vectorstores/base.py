@@ -57,6 +57,8 @@ class VectorStore(Protocol):
     model_name: str
     # True when the store ranks text itself (BM25) and fuses it with vectors.
     supports_text_search: bool
+    # True when every call crosses a network (callers then avoid extra queries).
+    remote: bool
 
     def put(self, *, namespace: Namespace, records: list[VectorRecord]) -> None: ...
 

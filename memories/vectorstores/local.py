@@ -43,6 +43,8 @@ class LocalVectorStore:
     """Persistent exact-search vector store for one machine."""
 
     supports_text_search = False
+    # Queries read a local file: asking many costs little.
+    remote = False
 
     def __init__(self, *, path: str | Path, dimension: int, model_name: str) -> None:
         self.path = Path(path)

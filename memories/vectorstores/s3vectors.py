@@ -80,6 +80,9 @@ def _json_bytes(values: dict) -> int:
 class S3VectorsStore:
     """An index per tenant; users kept apart by key and by filter."""
 
+    # Every query is a network call: callers avoid queries they can answer locally.
+    remote = True
+
     def __init__(
         self,
         *,

@@ -296,7 +296,7 @@ def test_a_failed_put_stays_in_the_outbox_until_sync_vectors(on_s3, client_a, te
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_message_makes_one_query_per_ranking_and_one_batched_put(on_s3, client_a):
+def test_a_message_makes_one_query_and_one_batched_put(on_s3, client_a):
     post_message(client_a, "u1", "My name is Ada.")
     on_s3.reset_calls()
 
@@ -304,13 +304,20 @@ def test_a_message_makes_one_query_per_ranking_and_one_batched_put(on_s3, client
         client_a, "u1", "I moved to Lisbon last month and I am allergic to peanuts."
     )
 
-    # Recall (one hybrid query), a near-duplicate check per new fact, one put.
-    assert on_s3.call_log == [
-        "QueryVectors",
-        "QueryVectors",
-        "QueryVectors",
-        "PutVectors",
-    ]
+    # Recall is one hybrid query; near-duplicates are found in the database.
+    assert on_s3.call_log == ["QueryVectors", "PutVectors"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_near_duplicate_is_still_found_without_querying_s3(on_s3, client_a):
+    post_message(client_a, "u1", "I am allergic to peanuts.")
+    on_s3.reset_calls()
+
+    response = post_message(client_a, "u1", "I am allergic to peanuts!")
+
+    assert response.json()["added"] == []
+    assert Memory.objects.filter(status="active").count() == 1
+    assert on_s3.calls["QueryVectors"] == 1  # the recall, nothing more
 
 
 @pytest.mark.django_db(transaction=True)
