@@ -1,0 +1,585 @@
+"""Everything stored about one end user of a tenant: erasing it, and exporting it.
+
+Erasure (`user_data_forget`) works a batch of memories at a time, each batch in
+its own transaction: the rows lose their content and become tombstones, their
+history loses its text, and one outbox entry per memory records the vector
+delete, which is then made with one `store.delete` call for the whole batch.
+What an interrupted run left behind still matches the selection (content,
+history text, a pending outbox entry), so running it again finishes the job.
+Messages are kept as tombstones like memories: ids, role, times and the
+client's message id stay; text and speaker go.
+
+Export (`user_data_export`) streams the user's memories (with history and
+provenance) and messages a chunk of rows at a time, writing each record as it is
+read, in the versioned format described in README.md.
+"""
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import (
+    Case,
+    DateTimeField,
+    Exists,
+    F,
+    OuterRef,
+    Prefetch,
+    Q,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from accounts.models import Tenant
+from memories.models import Memory, MemoryEvent, Message, VectorOperation
+from memories.vectorstores import Namespace, get_vector_store
+
+ACTOR_FORGET_USER = "operator:forget_user"
+FORGET_USER_REASON = "all of the end user's data erased"
+DEFAULT_BATCH_SIZE = 500
+# Listed vector keys looked up against the rows in one query.
+LOOKUP_CHUNK = 1000
+
+EXPORT_FORMAT = "ltm-user-export"
+EXPORT_VERSION = 1
+EXPORT_FORMATS = ("json", "jsonl")
+# Rows read per query while exporting (with their history and provenance).
+EXPORT_CHUNK = 500
+
+# Called with how many more memories a forget has finished, or how many more
+# records an export has written, so that a command can show progress.
+Progress = Callable[[int], None]
+
+
+def _no_progress(done: int) -> None:
+    return None
+
+
+# --- what still holds the user's data --------------------------------------
+# A memory row's own content: everything but ids, status and times.
+_MEMORY_HOLDS_CONTENT = (
+    ~Q(text="")
+    | ~Q(content_hash="")
+    | ~Q(context_text="")
+    | ~Q(embedding=b"")
+    | ~Q(slot="")
+    | ~Q(speaker="")
+)
+_EVENT_HOLDS_TEXT = ~Q(old_text="") | ~Q(new_text="")
+_MESSAGE_HOLDS_TEXT = ~Q(text="") | ~Q(speaker="")
+
+
+def _namespace(tenant: Tenant, user_id: str) -> Namespace:
+    return Namespace(tenant_id=tenant.pk, user_id=user_id)
+
+
+def _live_statuses() -> list[str]:
+    """Every status but deleted (active, and any other that keeps content)."""
+    return [
+        status for status in Memory.Status.values if status != Memory.Status.DELETED
+    ]
+
+
+def _deleted_with_leftovers(tenant: Tenant, user_id: str):
+    """The user's deleted memories that still hold content or history text, or
+    whose vector delete is still pending (failed, here or in the service)."""
+    # The tenant's pending outbox entries are few: computed once per query. A
+    # lookup per row would walk the index of pending entries each time, and
+    # every entry ever written passes through it.
+    pending_writes = VectorOperation.objects.filter(
+        tenant=tenant, applied_at__isnull=True
+    ).values("memory_id")
+    # A memory's own events, found through their memory's index.
+    history_with_text = MemoryEvent.objects.filter(memory=OuterRef("pk")).filter(
+        _EVENT_HOLDS_TEXT
+    )
+    return Memory.objects.for_user(tenant, user_id).filter(
+        Q(status=Memory.Status.DELETED)
+        & (_MEMORY_HOLDS_CONTENT | Q(pk__in=pending_writes) | Exists(history_with_text))
+    )
+
+
+def _memories_to_forget(tenant: Tenant, user_id: str):
+    """The user's memories that still hold content or may still have a vector."""
+    live = Memory.objects.for_user(tenant, user_id).filter(status__in=_live_statuses())
+    return live | _deleted_with_leftovers(tenant, user_id)
+
+
+@dataclass(frozen=True)
+class UserDataCounts:
+    """What is stored about one user, as a dry run of forget_user reports it."""
+
+    memories: int
+    memories_to_forget: int
+    messages: int
+    messages_with_text: int
+    events_with_text: int
+    vectors: int
+
+
+def user_data_counts(*, tenant: Tenant, user_id: str) -> UserDataCounts:
+    """Count what is stored about a user; changes nothing."""
+    memories = Memory.objects.for_user(tenant, user_id)
+    messages = Message.objects.for_user(tenant, user_id)
+    return UserDataCounts(
+        memories=memories.count(),
+        memories_to_forget=_memories_to_forget(tenant, user_id).count(),
+        messages=messages.count(),
+        messages_with_text=messages.filter(_MESSAGE_HOLDS_TEXT).count(),
+        events_with_text=MemoryEvent.objects.filter(
+            memory__tenant=tenant, memory__user_id=user_id
+        )
+        .filter(_EVENT_HOLDS_TEXT)
+        .count(),
+        vectors=get_vector_store().count(namespace=_namespace(tenant, user_id)),
+    )
+
+
+@dataclass(frozen=True)
+class UserDataRemaining:
+    """What a forget left of a user: all zero when it is complete."""
+
+    vectors: int
+    memories_with_content: int
+    events_with_text: int
+    messages_with_text: int
+
+    @property
+    def total(self) -> int:
+        return (
+            self.vectors
+            + self.memories_with_content
+            + self.events_with_text
+            + self.messages_with_text
+        )
+
+
+def user_data_remaining(
+    *, tenant: Tenant, user_id: str, vectors: int | None = None
+) -> UserDataRemaining:
+    """Count the user's vectors in the store and rows still holding text.
+
+    `vectors` is a count the caller has just listed, to spare a second listing
+    of the index (on S3 Vectors, listing reads the tenant's whole index).
+    """
+    if vectors is None:
+        vectors = get_vector_store().count(namespace=_namespace(tenant, user_id))
+    return UserDataRemaining(
+        vectors=vectors,
+        memories_with_content=Memory.objects.for_user(tenant, user_id)
+        .filter(_MEMORY_HOLDS_CONTENT)
+        .count(),
+        events_with_text=MemoryEvent.objects.filter(
+            memory__tenant=tenant, memory__user_id=user_id
+        )
+        .filter(_EVENT_HOLDS_TEXT)
+        .count(),
+        messages_with_text=Message.objects.for_user(tenant, user_id)
+        .filter(_MESSAGE_HOLDS_TEXT)
+        .count(),
+    )
+
+
+# --- forgetting --------------------------------------------------------------
+@dataclass
+class ForgetReport:
+    """What one forget of a user did."""
+
+    memories_forgotten: int = 0  # rows whose content was erased
+    memories_deleted: int = 0  # of which were not deleted before
+    events_blanked: int = 0
+    vector_deletes: int = 0  # keys sent to the store
+    leftover_vectors_deleted: int = 0  # found by listing the namespace
+    messages_purged: int = 0
+    # Vectors listed in the user's namespace at the end (the verification's
+    # count when nothing was deleted after the listing; else None).
+    vectors_listed_after: int | None = None
+
+
+def user_data_forget_count(*, tenant: Tenant, user_id: str) -> int:
+    """How many memories a forget of the user has to work through."""
+    return _memories_to_forget(tenant, user_id).count()
+
+
+def user_data_forget(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
+) -> ForgetReport:
+    """Erase everything stored about a user; tombstones without content stay.
+
+    Raises what the vector store raised if a delete fails: the batches before
+    it are complete, the failed batch's rows are erased with their vector
+    deletes left pending in the outbox, and running it again finishes the job.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1.")
+    progress = progress or _no_progress
+    report = ForgetReport()
+    # Live memories first, a batch at a time through the (tenant, user, status)
+    # index: each batch erased leaves the selection, so each query reads one
+    # batch, however many memories the user has.
+    live = (
+        Memory.objects.for_user(tenant, user_id)
+        .filter(status__in=_live_statuses())
+        # In the index's order: sorting by the model's ordering would read
+        # every live memory for each batch.
+        .order_by()
+    )
+    while batch := list(live.values_list("pk", flat=True)[:batch_size]):
+        _forget_memories(
+            tenant=tenant, user_id=user_id, memory_ids=batch, report=report
+        )
+        progress(len(batch))
+    # Then what earlier runs or other paths left on deleted rows: normally
+    # nothing, found by one query. Paged by primary key, so that a batch whose
+    # delete failed is not tried twice in one run.
+    last_pk = 0
+    while batch := list(
+        _deleted_with_leftovers(tenant, user_id)
+        .filter(pk__gt=last_pk)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:batch_size]
+    ):
+        last_pk = batch[-1]
+        _forget_memories(
+            tenant=tenant, user_id=user_id, memory_ids=batch, report=report
+        )
+        progress(len(batch))
+    report.messages_purged = _purge_messages(
+        tenant=tenant, user_id=user_id, batch_size=batch_size
+    )
+    _delete_leftover_vectors(
+        tenant=tenant, user_id=user_id, batch_size=batch_size, report=report
+    )
+    return report
+
+
+def _forget_memories(
+    *, tenant: Tenant, user_id: str, memory_ids: list[int], report: ForgetReport
+) -> None:
+    """Erase one batch of a user's memories, then delete their vectors."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Locked so that an outbox entry being applied to one of them (a put)
+        # finishes before, and any applied after sees the tombstone. By primary
+        # key alone (the ids come from the user's own rows), in its order.
+        memories = list(
+            Memory.objects.select_for_update()
+            .filter(pk__in=memory_ids)
+            .order_by("pk")
+            .values_list("pk", "status", "vector_key")
+        )
+        ids = [pk for pk, _, _ in memories]
+        newly_deleted = [
+            pk for pk, status, _ in memories if status != Memory.Status.DELETED
+        ]
+        # One statement (each row rewritten once); a tombstone from before keeps
+        # the time and actor of its deletion.
+        Memory.objects.filter(pk__in=ids).update(
+            text="",
+            content_hash="",
+            context_text="",
+            embedding=b"",
+            slot="",
+            speaker="",
+            status=Memory.Status.DELETED,
+            updated_at=Case(
+                When(status=Memory.Status.DELETED, then=F("updated_at")),
+                default=Value(now, output_field=DateTimeField()),
+            ),
+            updated_by=Case(
+                When(status=Memory.Status.DELETED, then=F("updated_by")),
+                default=Value(ACTOR_FORGET_USER),
+            ),
+        )
+        report.events_blanked += (
+            MemoryEvent.objects.filter(memory_id__in=ids)
+            .filter(_EVENT_HOLDS_TEXT)
+            .update(old_text="", new_text="")
+        )
+        MemoryEvent.objects.bulk_create(
+            [
+                MemoryEvent(
+                    memory_id=pk,
+                    action=MemoryEvent.Action.DELETE,
+                    actor=ACTOR_FORGET_USER,
+                    reason=FORGET_USER_REASON,
+                    created_at=now,
+                )
+                for pk in newly_deleted
+            ]
+        )
+        # Entries still pending are superseded by the delete recorded here:
+        # whatever they were for, the vector's fate is now deletion.
+        VectorOperation.objects.filter(
+            memory_id__in=ids, applied_at__isnull=True
+        ).update(applied_at=now)
+        operation_ids = [
+            operation.pk
+            for operation in VectorOperation.objects.bulk_create(
+                [VectorOperation(memory_id=pk, tenant=tenant) for pk in ids]
+            )
+        ]
+    report.memories_forgotten += len(ids)
+    report.memories_deleted += len(newly_deleted)
+    keys = [str(key) for _, _, key in memories]
+    # Directly, one call for the batch (the store splits it into its own
+    # request sizes); the outbox entries say so once it is done, and stay
+    # pending for sync_vectors or the next run if it fails.
+    try:
+        get_vector_store().delete(namespace=_namespace(tenant, user_id), keys=keys)
+    except Exception as exc:
+        VectorOperation.objects.filter(pk__in=operation_ids).update(
+            attempts=F("attempts") + 1, last_error=str(exc)[:2000]
+        )
+        raise
+    VectorOperation.objects.filter(
+        pk__in=operation_ids, applied_at__isnull=True
+    ).update(applied_at=timezone.now())
+    report.vector_deletes += len(keys)
+
+
+def _purge_messages(*, tenant: Tenant, user_id: str, batch_size: int) -> int:
+    """Blank the text and speaker of the user's messages; the rows stay."""
+    purged = 0
+    now = timezone.now()
+    messages = Message.objects.for_user(tenant, user_id).order_by("sent_at", "pk")
+    # Every message of the user once, a batch at a time, in the order of the
+    # (tenant, user, sent_at) index: each query reads one batch.
+    page = messages
+    while batch := list(page.values_list("pk", "sent_at")[:batch_size]):
+        last_pk, last_sent_at = batch[-1]
+        purged += (
+            Message.objects.filter(pk__in=[pk for pk, _ in batch])
+            .filter(_MESSAGE_HOLDS_TEXT | Q(redacted_at__isnull=True))
+            .update(
+                text="",
+                speaker="",
+                # A message redacted earlier keeps the time it was.
+                redacted_at=Coalesce(
+                    F("redacted_at"), Value(now, output_field=DateTimeField())
+                ),
+            )
+        )
+        page = messages.filter(sent_at__gte=last_sent_at).filter(
+            Q(sent_at__gt=last_sent_at) | Q(pk__gt=last_pk)
+        )
+    return purged
+
+
+def _is_memory_key(key: str) -> bool:
+    """Whether a vector key is one we write (a memory's UUID)."""
+    try:
+        return str(uuid.UUID(key)) == key
+    except ValueError:
+        return False
+
+
+def _delete_leftover_vectors(
+    *, tenant: Tenant, user_id: str, batch_size: int, report: ForgetReport
+) -> None:
+    """Delete vectors still in the user's namespace without a live memory.
+
+    The batches deleted every key the rows name; this catches what no row
+    names any longer (an orphan from an old failure), so that the namespace
+    ends empty. Memories that arrived while the forget ran are left alone: the
+    verification reports them, and another run erases them.
+    """
+    store = get_vector_store()
+    namespace = _namespace(tenant, user_id)
+    listed = 0
+    leftovers: list[str] = []
+    chunk: list[str] = []
+
+    def sort_chunk() -> None:
+        live = {
+            str(key)
+            for key in Memory.objects.for_user(tenant, user_id)
+            .filter(vector_key__in=[key for key in chunk if _is_memory_key(key)])
+            .exclude(status=Memory.Status.DELETED)
+            .values_list("vector_key", flat=True)
+        }
+        leftovers.extend(key for key in chunk if key not in live)
+        chunk.clear()
+
+    # Listed in full before deleting: a store's listing may skip entries when
+    # they are deleted while it pages.
+    for key in store.list_keys(namespace=namespace):
+        listed += 1
+        chunk.append(key)
+        if len(chunk) >= LOOKUP_CHUNK:
+            sort_chunk()
+    sort_chunk()
+    for start in range(0, len(leftovers), batch_size):
+        batch = leftovers[start : start + batch_size]
+        store.delete(namespace=namespace, keys=batch)
+        report.leftover_vectors_deleted += len(batch)
+    report.vectors_listed_after = None if leftovers else listed
+
+
+# --- export --------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportCounts:
+    """How many records an export wrote."""
+
+    memories: int
+    messages: int
+
+
+def user_data_export_count(*, tenant: Tenant, user_id: str) -> int:
+    """How many records an export of the user writes (memories and messages)."""
+    return (
+        Memory.objects.for_user(tenant, user_id).count()
+        + Message.objects.for_user(tenant, user_id).count()
+    )
+
+
+def _time(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    text = moment.isoformat()
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+
+
+def _memory_record(memory: Memory) -> dict:
+    return {
+        "id": str(memory.vector_key),
+        "status": memory.status,
+        "text": memory.text,
+        "speaker": memory.speaker,
+        "slot": memory.slot,
+        "happenedAt": _time(memory.happened_at),
+        "timeGranularity": memory.time_granularity,
+        "createdAt": _time(memory.created_at),
+        "updatedAt": _time(memory.updated_at),
+        "sourceMessageId": memory.source_message_id,
+        "sources": [
+            {
+                "messageId": message.pk,
+                "clientMessageId": message.client_message_id,
+                "sentAt": _time(message.sent_at),
+            }
+            for message in memory.sources.all()
+        ],
+        "history": [
+            {
+                "action": event.action,
+                "oldText": event.old_text,
+                "newText": event.new_text,
+                "actor": event.actor,
+                "reason": event.reason,
+                "messageId": event.message_id,
+                "validUntil": _time(event.valid_until),
+                "createdAt": _time(event.created_at),
+            }
+            for event in memory.events.all()
+        ],
+    }
+
+
+def _message_record(message: Message) -> dict:
+    return {
+        "id": message.pk,
+        "kind": message.kind,
+        "role": message.role,
+        "speaker": message.speaker,
+        "text": message.text,
+        "clientMessageId": message.client_message_id,
+        "sentAt": _time(message.sent_at),
+        "createdAt": _time(message.created_at),
+        "redactedAt": _time(message.redacted_at),
+    }
+
+
+def _memory_records(tenant: Tenant, user_id: str) -> Iterator[dict]:
+    memories = (
+        Memory.objects.for_user(tenant, user_id)
+        # Derived from texts the export holds anyway; the embedding alone is
+        # 1.5 KB a memory.
+        .defer("embedding", "context_text", "content_hash")
+        .order_by("pk")
+        .prefetch_related(
+            Prefetch(
+                "sources",
+                queryset=Message.objects.only("pk", "client_message_id", "sent_at"),
+            ),
+            "events",
+        )
+    )
+    # With chunk_size, the prefetches run once per chunk of rows.
+    for memory in memories.iterator(chunk_size=EXPORT_CHUNK):
+        yield _memory_record(memory)
+
+
+def _message_records(tenant: Tenant, user_id: str) -> Iterator[dict]:
+    messages = Message.objects.for_user(tenant, user_id).order_by("sent_at", "pk")
+    for message in messages.iterator(chunk_size=EXPORT_CHUNK):
+        yield _message_record(message)
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def user_data_export(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    write: Callable[[str], object],
+    export_format: str = "json",
+    progress: Progress | None = None,
+) -> ExportCounts:
+    """Write everything stored about a user, record by record, through `write`.
+
+    Nothing is gathered in memory: rows are read a chunk at a time and each
+    record is written as soon as it is built.
+    """
+    if export_format not in EXPORT_FORMATS:
+        raise ValueError(f"Unknown export format {export_format!r}.")
+    progress = progress or _no_progress
+    header = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "tenant": tenant.slug,
+        "userId": user_id,
+        "exportedAt": _time(timezone.now()),
+    }
+    sections = {
+        # section name: (record type in JSON Lines, records)
+        "memories": ("memory", _memory_records(tenant, user_id)),
+        "messages": ("message", _message_records(tenant, user_id)),
+    }
+    written = dict.fromkeys(sections, 0)
+    if export_format == "jsonl":
+        write(_dumps({"type": "header", **header}) + "\n")
+        for name, (record_type, records) in sections.items():
+            for record in records:
+                write(_dumps({"type": record_type, **record}) + "\n")
+                written[name] += 1
+                progress(1)
+        # Its absence tells a consumer the file was cut short.
+        write(_dumps({"type": "end", **written}) + "\n")
+    else:
+        fields = ", ".join(
+            f"{_dumps(key)}: {_dumps(value)}" for key, value in header.items()
+        )
+        write("{" + fields)
+        for name, (_, records) in sections.items():
+            write(f",\n{_dumps(name)}: [")
+            separator = "\n"
+            for record in records:
+                write(separator + _dumps(record))
+                separator = ",\n"
+                written[name] += 1
+                progress(1)
+            write("\n]")
+        write("}\n")
+    return ExportCounts(**written)
