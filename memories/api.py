@@ -239,14 +239,14 @@ class MemoryViewSet(
                     "userId": "conv-1",
                     "messages": [
                         {
-                            "speaker": "Caroline",
-                            "text": "I went to a support group yesterday.",
+                            "speaker": "Rosa",
+                            "text": "I went to a woodworking class yesterday.",
                             "sentAt": "2023-05-08T13:56:00Z",
                             "clientMessageId": "D1:3",
                         },
                         {
-                            "speaker": "Melanie",
-                            "text": "That sounds powerful! I painted a lake sunrise.",
+                            "speaker": "Tomas",
+                            "text": "Sounds calming! I painted the old lighthouse.",
                             "sentAt": "2023-05-08T13:57:00Z",
                             "clientMessageId": "D1:4",
                         },
@@ -302,7 +302,7 @@ class MemoryViewSet(
                 request_only=True,
                 value={
                     "userId": "conv-1",
-                    "query": "When did Caroline go to the support group?",
+                    "query": "When did Rosa go to the woodworking class?",
                     "topK": 5,
                     "timeRange": {"start": "2023-05-01T00:00:00Z"},
                 },

@@ -73,7 +73,7 @@ class Memory(models.Model):
     content_hash = models.CharField(max_length=64, blank=True)
     speaker = models.CharField(max_length=100, blank=True)
     # Words of the neighbouring messages, searched by keyword (never returned):
-    # an answer like "Adoption agencies" is found through the question before it.
+    # an answer like "Woodworking classes" is found through the question before it.
     context_text = models.TextField(blank=True)
     # Facts of one kind the user has only one of (where they live, their job):
     # a new fact with the same slot replaces the old one.

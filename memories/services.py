@@ -601,7 +601,7 @@ def _remember(  # noqa: C901 - one decision per fact, kept in one place
         context_text = _context_for(messages, message_index, before)
         previous = None
         if fact.slot:
-            # A slot is one person's: Melanie's home never replaces Caroline's.
+            # A slot is one person's: Tomas's home never replaces Rosa's.
             slot_key = (message.speaker, fact.slot)
             previous = by_slot.get(slot_key) or (
                 active.filter(slot=fact.slot, speaker=message.speaker)

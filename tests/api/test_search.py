@@ -7,20 +7,24 @@ from tests.helpers import database_rows_containing, post_forget
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FACTS = [
-    ("Jon", "I adopted a greyhound named Zephyrine from the shelter.", "2023-01-10"),
-    ("Jon", "My sister is getting married in Lisbon in the spring.", "2023-02-14"),
-    ("Gina", "I started a small online shop selling handmade jewellery.", "2023-03-20"),
+    ("Ivo", "I adopted a greyhound named Zephyrine from the shelter.", "2023-01-10"),
+    ("Ivo", "My sister is getting married in Lisbon in the spring.", "2023-02-14"),
     (
-        "Gina",
-        "Dancing is the thing that calms me down after a hard week.",
+        "Lea",
+        "I started a small online shop selling hand-knitted scarves.",
+        "2023-03-20",
+    ),
+    (
+        "Lea",
+        "Swimming is the thing that calms me down after a hard week.",
         "2023-04-02",
     ),
     (
-        "Jon",
-        "I lost my job as a banker and I want to open a dance studio.",
+        "Ivo",
+        "I left my job at the bakery and I want to open a bike repair shop.",
         "2023-05-05",
     ),
-    ("Gina", "I went hiking in the mountains with my cousins.", "2023-06-18"),
+    ("Lea", "I went hiking in the mountains with my cousins.", "2023-06-18"),
 ]
 
 
@@ -64,7 +68,7 @@ def test_a_rare_name_is_found_by_keyword(client_a, imported):
 
 def test_a_paraphrase_is_found_by_meaning(client_a, imported):
     (hit,) = search(client_a, "What helps her unwind after stress?", topK=1)
-    assert hit["text"] == "Dancing is the thing that calms me down after a hard week."
+    assert hit["text"] == "Swimming is the thing that calms me down after a hard week."
     assert hit["vectorRank"] == 1
     assert hit["keywordRank"] is None
 
@@ -77,7 +81,7 @@ def test_stemming_matches_other_forms_of_a_word(client_a, imported):
 def test_each_hit_carries_score_time_and_provenance(client_a, imported):
     (hit,) = search(client_a, "greyhound shelter", topK=1)
     assert hit["score"] > 0
-    assert hit["speaker"] == "Jon"
+    assert hit["speaker"] == "Ivo"
     assert hit["happenedAt"].startswith("2023-01-10")
     (source,) = hit["provenance"]
     assert source["clientMessageId"] == "m0"
@@ -95,9 +99,9 @@ def test_a_time_range_keeps_only_what_happened_inside_it(client_a, imported):
 
 
 def test_a_speaker_filter_keeps_only_their_words(client_a, imported):
-    hits = search(client_a, "dance", topK=10, filters={"speaker": "Gina"})
+    hits = search(client_a, "swim", topK=10, filters={"speaker": "Lea"})
     assert hits
-    assert {hit["speaker"] for hit in hits} == {"Gina"}
+    assert {hit["speaker"] for hit in hits} == {"Lea"}
 
 
 def test_top_k_is_respected_and_bounded(client_a, imported):
@@ -135,7 +139,7 @@ def test_search_never_returns_another_users_memory(client_a, imported):
 
 def test_search_never_returns_another_tenants_memory(client_b, imported):
     assert search(client_b, "Zephyrine greyhound", user_id="conv-1") == []
-    for query in ("Zephyrine", "dance studio banker", "p1u"):
+    for query in ("Zephyrine", "bike repair bakery", "p1u"):
         assert search(client_b, query, user_id="conv-1", topK=100) == []
 
 
