@@ -7,7 +7,9 @@ delete, which is then made with one `store.delete` call for the whole batch.
 What an interrupted run left behind still matches the selection (content,
 history text, a pending outbox entry), so running it again finishes the job.
 Messages are kept as tombstones like memories: ids, role, times and the
-client's message id stay; text and speaker go.
+client's message id stay; text and speaker go. `keyword_index_compact` then
+rewrites SQLite's full-text index, which would otherwise keep the erased words'
+stems until its segments merge.
 
 Export (`user_data_export`) streams the user's memories (with history and
 provenance) and messages a chunk of rows at a time, writing each record as it is
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import (
     Case,
     DateTimeField,
@@ -29,6 +31,7 @@ from django.db.models import (
     OuterRef,
     Prefetch,
     Q,
+    QuerySet,
     Value,
     When,
 )
@@ -78,16 +81,14 @@ def _namespace(tenant: Tenant, user_id: str) -> Namespace:
     return Namespace(tenant_id=tenant.pk, user_id=user_id)
 
 
-def _live_statuses() -> list[str]:
-    """Every status but deleted (active, and any other that keeps content)."""
-    return [
+def _memories_to_forget(tenant: Tenant, user_id: str) -> QuerySet[Memory]:
+    """The user's memories that still hold content or may still have a vector:
+    any status but deleted (active, and any other that keeps content), and
+    deleted ones left with content, history text or a vector delete pending
+    (it failed, here or in the service)."""
+    live = [
         status for status in Memory.Status.values if status != Memory.Status.DELETED
     ]
-
-
-def _deleted_with_leftovers(tenant: Tenant, user_id: str):
-    """The user's deleted memories that still hold content or history text, or
-    whose vector delete is still pending (failed, here or in the service)."""
     # The tenant's pending outbox entries are few: computed once per query. A
     # lookup per row would walk the index of pending entries each time, and
     # every entry ever written passes through it.
@@ -99,15 +100,40 @@ def _deleted_with_leftovers(tenant: Tenant, user_id: str):
         _EVENT_HOLDS_TEXT
     )
     return Memory.objects.for_user(tenant, user_id).filter(
-        Q(status=Memory.Status.DELETED)
-        & (_MEMORY_HOLDS_CONTENT | Q(pk__in=pending_writes) | Exists(history_with_text))
+        Q(status__in=live)
+        | _MEMORY_HOLDS_CONTENT
+        | Q(pk__in=pending_writes)
+        | Exists(history_with_text)
     )
 
 
-def _memories_to_forget(tenant: Tenant, user_id: str):
-    """The user's memories that still hold content or may still have a vector."""
-    live = Memory.objects.for_user(tenant, user_id).filter(status__in=_live_statuses())
-    return live | _deleted_with_leftovers(tenant, user_id)
+def _pages_in_time_order(
+    rows: QuerySet, time_field: str, batch_size: int
+) -> Iterator[list[int]]:
+    """The primary keys of `rows`, a batch at a time, in (time, pk) order.
+
+    Keyset pages over the (tenant, user, time) index: each query reads one
+    batch past the last one, so a user of any size is read in one pass, and
+    rows erased since (whose time does not change) are never read again. A
+    queue-like "first N still to do" would re-read, on PostgreSQL, the index
+    entries every earlier batch left behind until vacuum removes them.
+    """
+    # Rows without a time (few: a memory made without a message) by key alone.
+    untimed = rows.filter(**{f"{time_field}__isnull": True}).order_by("pk")
+    last_pk = 0
+    while batch := list(
+        untimed.filter(pk__gt=last_pk).values_list("pk", flat=True)[:batch_size]
+    ):
+        last_pk = batch[-1]
+        yield batch
+    timed = rows.filter(**{f"{time_field}__isnull": False}).order_by(time_field, "pk")
+    page = timed
+    while batch := list(page.values_list("pk", time_field)[:batch_size]):
+        last_pk, last_time = batch[-1]
+        yield [pk for pk, _ in batch]
+        page = timed.filter(**{f"{time_field}__gte": last_time}).filter(
+            Q(**{f"{time_field}__gt": last_time}) | Q(pk__gt=last_pk)
+        )
 
 
 @dataclass(frozen=True)
@@ -223,32 +249,11 @@ def user_data_forget(
         raise ValueError("batch_size must be at least 1.")
     progress = progress or _no_progress
     report = ForgetReport()
-    # Live memories first, a batch at a time through the (tenant, user, status)
-    # index: each batch erased leaves the selection, so each query reads one
-    # batch, however many memories the user has.
-    live = (
-        Memory.objects.for_user(tenant, user_id)
-        .filter(status__in=_live_statuses())
-        # In the index's order: sorting by the model's ordering would read
-        # every live memory for each batch.
-        .order_by()
-    )
-    while batch := list(live.values_list("pk", flat=True)[:batch_size]):
-        _forget_memories(
-            tenant=tenant, user_id=user_id, memory_ids=batch, report=report
-        )
-        progress(len(batch))
-    # Then what earlier runs or other paths left on deleted rows: normally
-    # nothing, found by one query. Paged by primary key, so that a batch whose
-    # delete failed is not tried twice in one run.
-    last_pk = 0
-    while batch := list(
-        _deleted_with_leftovers(tenant, user_id)
-        .filter(pk__gt=last_pk)
-        .order_by("pk")
-        .values_list("pk", flat=True)[:batch_size]
+    # One pass; a batch whose vector delete fails raises, and the next run
+    # finds it again (its outbox entries still pending).
+    for batch in _pages_in_time_order(
+        _memories_to_forget(tenant, user_id), "happened_at", batch_size
     ):
-        last_pk = batch[-1]
         _forget_memories(
             tenant=tenant, user_id=user_id, memory_ids=batch, report=report
         )
@@ -351,14 +356,12 @@ def _purge_messages(*, tenant: Tenant, user_id: str, batch_size: int) -> int:
     """Blank the text and speaker of the user's messages; the rows stay."""
     purged = 0
     now = timezone.now()
-    messages = Message.objects.for_user(tenant, user_id).order_by("sent_at", "pk")
-    # Every message of the user once, a batch at a time, in the order of the
-    # (tenant, user, sent_at) index: each query reads one batch.
-    page = messages
-    while batch := list(page.values_list("pk", "sent_at")[:batch_size]):
-        last_pk, last_sent_at = batch[-1]
+    # Every message of the user once (a rerun finds little to do, and reads
+    # them all once to know it).
+    messages = Message.objects.for_user(tenant, user_id)
+    for batch in _pages_in_time_order(messages, "sent_at", batch_size):
         purged += (
-            Message.objects.filter(pk__in=[pk for pk, _ in batch])
+            Message.objects.filter(pk__in=batch)
             .filter(_MESSAGE_HOLDS_TEXT | Q(redacted_at__isnull=True))
             .update(
                 text="",
@@ -368,9 +371,6 @@ def _purge_messages(*, tenant: Tenant, user_id: str, batch_size: int) -> int:
                     F("redacted_at"), Value(now, output_field=DateTimeField())
                 ),
             )
-        )
-        page = messages.filter(sent_at__gte=last_sent_at).filter(
-            Q(sent_at__gt=last_sent_at) | Q(pk__gt=last_pk)
         )
     return purged
 
@@ -423,6 +423,25 @@ def _delete_leftover_vectors(
         store.delete(namespace=namespace, keys=batch)
         report.leftover_vectors_deleted += len(batch)
     report.vectors_listed_after = None if leftovers else listed
+
+
+def keyword_index_compact() -> None:
+    """Rewrite SQLite's full-text index without what deleted rows left in it.
+
+    FTS5 records a deletion as a marker in a new segment and keeps the deleted
+    document's terms in the old one until segments merge (SQLite 3.44's
+    secure-delete option would avoid it; older versions are in use), so the
+    stems of erased words stay in the file. 'optimize' merges every segment
+    now: about a second per million indexed memories, nothing when already
+    merged. On PostgreSQL the keyword document is a column of the row, and
+    its old versions go with the row's (see vacuum).
+    """
+    if connection.vendor != "sqlite":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO memories_memory_fts(memories_memory_fts) VALUES('optimize')"
+        )
 
 
 # --- export --------------------------------------------------------------------

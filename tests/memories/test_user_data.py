@@ -29,7 +29,7 @@ from tests.helpers import database_rows_containing, post_forget, post_message
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Words only u1 of tenant A ever said; each must be gone after forget_user.
-U1_WORDS = ["Lisbon", "Porto", "peanuts", "saxophone", "Caroline", "Nazaré", "heron"]
+U1_WORDS = ["Lisbon", "Porto", "peanuts", "saxophone", "Rosa", "Nazaré", "heron"]
 
 
 def import_messages(client, user_id, messages):
@@ -55,13 +55,13 @@ def told(client_a, client_b):
         "u1",
         [
             {
-                "speaker": "Caroline",
+                "speaker": "Rosa",
                 "text": "I went surfing in Nazaré yesterday.",
                 "sentAt": "2024-05-08T13:56:00Z",
                 "clientMessageId": "D1:1",
             },
             {
-                "speaker": "Caroline",
+                "speaker": "Rosa",
                 "text": "I saw a heron by the river.",
                 "sentAt": "2024-05-08T13:57:00Z",
                 "clientMessageId": "D1:2",
@@ -164,6 +164,38 @@ def test_forget_user_leaves_no_vector_and_no_text_anywhere(tenant_a, tenant_b):
     assert not VectorOperation.objects.filter(
         memory__user_id="u1", memory__tenant=tenant_a, applied_at__isnull=True
     ).exists()
+
+
+def keyword_index_bytes() -> bytes:
+    """Everything SQLite's full-text index keeps, its segments included."""
+    shadow_tables = ["data", "idx", "content", "docsize", "config"]
+    found = b""
+    with connection.cursor() as cursor:
+        for table in shadow_tables:
+            cursor.execute(f"SELECT * FROM memories_memory_fts_{table}")  # noqa: S608
+            for row in cursor.fetchall():
+                found += b" ".join(
+                    value if isinstance(value, bytes) else str(value).encode()
+                    for value in row
+                )
+    return found.lower()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "sqlite", reason="SQLite's full-text index only"
+)
+@pytest.mark.usefixtures("told")
+def test_the_keyword_index_keeps_no_stem_of_the_erased_words():
+    # The index holds stems ("saxophone" as "saxophon") and the speaker's name.
+    stems = [b"saxophon", b"peanut", b"heron", b"rosa"]
+    before = keyword_index_bytes()
+    assert [stem for stem in stems if stem not in before] == []
+
+    forget_user("--tenant", "tenant-a", "u1")
+
+    index = keyword_index_bytes()
+    assert [stem for stem in stems if stem in index] == []
+    assert b"typewrit" in index  # u2's words stay searchable
 
 
 @pytest.mark.usefixtures("told")
@@ -486,7 +518,7 @@ def test_the_export_holds_every_memory_and_message_of_the_user_only(
     assert home["history"][1]["validUntil"] is not None
     assert home["history"][1]["actor"] == "api"
     heron = by_text["I saw a heron by the river."]
-    assert heron["speaker"] == "Caroline"
+    assert heron["speaker"] == "Rosa"
     assert [s["clientMessageId"] for s in heron["sources"]] == ["D1:2"]
     assert heron["sourceMessageId"] == heron["sources"][0]["messageId"]
     # The memory forgotten before, and the forget request, are tombstones.
@@ -497,8 +529,8 @@ def test_the_export_holds_every_memory_and_message_of_the_user_only(
     assert (request["text"], request["redactedAt"] is not None) == ("", True)
     imported = [m for m in exported["messages"] if m["clientMessageId"]]
     assert [(m["clientMessageId"], m["speaker"]) for m in imported] == [
-        ("D1:1", "Caroline"),
-        ("D1:2", "Caroline"),
+        ("D1:1", "Rosa"),
+        ("D1:2", "Rosa"),
     ]
 
 
