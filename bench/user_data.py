@@ -18,7 +18,9 @@ one reported). For each it prints the vector-store calls made: counted by a
 wrapper around the local store, or by the stand-in (HTTP requests by operation).
 ru_maxrss is also read just before the phase starts (after Django, the database
 connection and, for forget, the vector store and the embedding model it is
-sized by), so that the growth the phase itself causes shows.
+sized by), so that the growth the phase itself causes shows. On PostgreSQL
+(--keep-db-url) the tables are analyzed after generating, as autovacuum would
+soon do; the temporary data directory is removed at the end.
 """
 
 import argparse
@@ -26,6 +28,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -383,29 +386,33 @@ def main() -> None:
 
     launcher = Launcher()  # first, while this process is small
     data_dir = tempfile.mkdtemp(prefix="ltm-userbench-")
-    configure(data_dir, keep_db_url=args.keep_db_url, s3=args.s3)
-    from django.core.management import call_command
+    try:
+        configure(data_dir, keep_db_url=args.keep_db_url, s3=args.s3)
+        from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
-    suffix = f"-{int(time.time())}"
-    tenants = [slug + suffix for slug in TENANTS]
-    if args.s3:
-        from tests.fakes.s3vectors import fake_s3vectors
+        call_command("migrate", verbosity=0)
+        suffix = f"-{int(time.time())}"
+        tenants = [slug + suffix for slug in TENANTS]
+        if args.s3:
+            from tests.fakes.s3vectors import fake_s3vectors
 
-        with fake_s3vectors() as fake:
-            fake.client().create_vector_bucket(vectorBucketName=BUCKET)
-            server = serve_stand_in(fake.region)
-            endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-            # Only the phases' subprocesses go over HTTP; this process's own
-            # calls (generating) are answered in-process by the mock.
-            children_env = {"LTM_S3VECTORS_ENDPOINT_URL": endpoint}
-            try:
-                bench(launcher, args, data_dir, tenants, fake, children_env)
-            finally:
-                server.shutdown()
-    else:
-        bench(launcher, args, data_dir, tenants, None, {})
-    launcher.close()
+            with fake_s3vectors() as fake:
+                fake.client().create_vector_bucket(vectorBucketName=BUCKET)
+                server = serve_stand_in(fake.region)
+                endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+                # Only the phases' subprocesses go over HTTP; this process's own
+                # calls (generating) are answered in-process by the mock.
+                children_env = {"LTM_S3VECTORS_ENDPOINT_URL": endpoint}
+                try:
+                    bench(launcher, args, data_dir, tenants, fake, children_env)
+                finally:
+                    server.shutdown()
+        else:
+            bench(launcher, args, data_dir, tenants, None, {})
+    finally:
+        launcher.close()
+        # The SQLite files of 100,000 memories weigh about 1.5 GB.
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def bench(
