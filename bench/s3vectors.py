@@ -91,10 +91,9 @@ def main() -> None:  # noqa: PLR0915 - a linear report
     from rest_framework.test import APIClient
 
     from accounts.services import tenant_create, token_issue
-    from memories import services
+    from memories import outbox, writes
     from memories.models import Memory
     from memories.providers.embeddings import get_embedder
-    from memories.providers.llm import ExtractedFact
     from memories.vectorstores import Namespace, get_vector_store
     from memories.vectorstores.base import VectorRecord
     from tests.fakes.s3vectors import fake_s3vectors
@@ -163,13 +162,14 @@ def main() -> None:  # noqa: PLR0915 - a linear report
         embedder = get_embedder()
         texts = [f"fact {i} about {words[i % len(words)]}" for i in range(args.forget)]
         vectors = embedder.embed(texts)
-        with transaction.atomic(), services.vector_sync_batch():
-            services.memories_create(
+        with transaction.atomic(), outbox.vector_sync_batch():
+            writes.memories_create(
                 memories=[
-                    services._new_memory(
+                    writes.memory_build(
                         tenant=tenant,
                         user_id="leaver",
-                        fact=ExtractedFact(text=text),
+                        kind="fact",
+                        text=text,
                         vector=vector,
                         message=None,
                         actor="bench",
@@ -183,9 +183,9 @@ def main() -> None:  # noqa: PLR0915 - a linear report
         )
         fake.reset_calls()
         started = time.perf_counter()
-        with transaction.atomic(), services.vector_sync_batch():
+        with transaction.atomic(), outbox.vector_sync_batch():
             for memory in memories:
-                services.memory_delete(memory=memory, actor="bench")
+                writes.memory_delete(memory=memory, actor="bench")
         seconds = time.perf_counter() - started
         print(
             f"forget of {len(memories)} memories: {per_call(fake.calls)}; "
@@ -207,7 +207,9 @@ def main() -> None:  # noqa: PLR0915 - a linear report
                     tenant=tenant,
                     user_id=bulk_user,
                     text=f"bulk memory {i}",
-                    content_hash=services.content_hash(f"bulk memory {i}"),
+                    content_hash=writes.memory_digest(
+                        kind="fact", role="", speaker="", text=f"bulk memory {i}"
+                    ),
                     embedding=vector.astype("<f4").tobytes(),
                     embedding_model=embedder.model_name,
                     embedding_dimension=dimension,
@@ -225,7 +227,7 @@ def main() -> None:  # noqa: PLR0915 - a linear report
                 VectorRecord(
                     key=str(memory.vector_key),
                     vector=np.frombuffer(bytes(memory.embedding), dtype="<f4"),
-                    metadata=services._vector_metadata(memory),
+                    metadata=outbox.vector_metadata(memory),
                 )
             )
             if len(batch) == 5000:

@@ -78,7 +78,7 @@ def generate(tenant_slug: str, count: int, seed: int) -> float:
     from django.db import transaction
 
     from accounts.services import tenant_create
-    from memories import services
+    from memories import outbox, writes
     from memories.models import Memory, MemoryEvent, MemorySource, Message
     from memories.providers.embeddings import get_embedder
     from memories.vectorstores import Namespace, VectorRecord, get_vector_store
@@ -115,7 +115,9 @@ def generate(tenant_slug: str, count: int, seed: int) -> float:
                         tenant=tenant,
                         user_id=USER_ID,
                         text=texts[i],
-                        content_hash=services.content_hash(texts[i]),
+                        content_hash=writes.memory_digest(
+                            kind="fact", role="", speaker="", text=texts[i]
+                        ),
                         context_text=f"friend {(start + i) % 97}",
                         embedding_model=embedder.model_name,
                         embedding_dimension=embedder.dimension,
@@ -161,7 +163,7 @@ def generate(tenant_slug: str, count: int, seed: int) -> float:
                 VectorRecord(
                     key=str(memory.vector_key),
                     vector=vectors[i],
-                    metadata=services._vector_metadata(memory),
+                    metadata=outbox.vector_metadata(memory),
                 )
                 for i, memory in enumerate(memories)
             ],

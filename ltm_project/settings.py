@@ -111,12 +111,18 @@ USE_I18N = True
 USE_TZ = True
 
 # --- Request limits -------------------------------------------------------
-# Characters in one message sent to /message or /forget.
-LTM_MAX_MESSAGE_CHARS = env.int("LTM_MAX_MESSAGE_CHARS", default=4000)
+# Characters in one message sent to /message or /forget (a long reply pasted
+# into a chat fits; it is kept in passages).
+LTM_MAX_MESSAGE_CHARS = env.int("LTM_MAX_MESSAGE_CHARS", default=32_000)
+# Characters in one imported message: an assistant's longest answers fit.
+LTM_IMPORT_MAX_MESSAGE_CHARS = env.int("LTM_IMPORT_MAX_MESSAGE_CHARS", default=400_000)
 # Characters in a userId.
 LTM_MAX_USER_ID_CHARS = 255
-# Whole request bodies are refused above this size (bytes).
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("LTM_MAX_REQUEST_BYTES", default=64 * 1024)
+# Request bodies are refused above these sizes (bytes): every endpoint but the
+# import, and the import. 256 KiB holds 32,000 characters of any script as JSON.
+LTM_MAX_REQUEST_BYTES = env.int("LTM_MAX_REQUEST_BYTES", default=256 * 1024)
+LTM_MAX_IMPORT_BYTES = env.int("LTM_MAX_IMPORT_BYTES", default=8 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(LTM_MAX_REQUEST_BYTES, LTM_MAX_IMPORT_BYTES)
 
 # Requests per tenant (all its tokens together), e.g. "600/min"; empty: no limit.
 LTM_RATE_LIMIT = env.str("LTM_RATE_LIMIT", default="600/min")
@@ -127,7 +133,7 @@ REST_FRAMEWORK = {
         "accounts.authentication.BearerTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsTenant"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["ltm_project.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.TenantRateThrottle"],
     "EXCEPTION_HANDLER": "ltm_project.errors.api_exception_handler",
@@ -256,6 +262,11 @@ LTM_CONTEXT_MESSAGES_BEFORE = env.int("LTM_CONTEXT_MESSAGES_BEFORE", default=2)
 LTM_CONTEXT_MESSAGES_AFTER = env.int("LTM_CONTEXT_MESSAGES_AFTER", default=1)
 # Messages in one import request.
 LTM_IMPORT_MAX_MESSAGES = env.int("LTM_IMPORT_MAX_MESSAGES", default=500)
+# Words in one passage of a long message (an episode each): the local model
+# reads 256 word pieces, and ten hits stay short enough to hand a model.
+LTM_PASSAGE_WORDS = env.int("LTM_PASSAGE_WORDS", default=60)
+# Weight of what an assistant said against what the user said, in search.
+LTM_SEARCH_ASSISTANT_WEIGHT = env.float("LTM_SEARCH_ASSISTANT_WEIGHT", default=0.5)
 
 LOGGING = {
     "version": 1,

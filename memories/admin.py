@@ -17,9 +17,10 @@ from django.template.defaultfilters import truncatechars
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from memories import services
+from memories import moderation as services
 from memories.models import Memory, MemoryEvent, MemorySource, Message, VectorOperation
 from memories.providers.embeddings import EmbeddingError
+from memories.writes import Actor
 
 # Memories listed by name on a bulk confirmation page; the rest are counted.
 CONFIRMATION_LISTED = 100
@@ -114,11 +115,9 @@ class SourceListFilter(admin.SimpleListFilter):
         )
         if self.value() == "message":
             # "api", or "api:<model>" when a language model planned it.
-            return queryset.filter(
-                Exists(added_by.filter(actor__startswith=services.ACTOR_API))
-            )
+            return queryset.filter(Exists(added_by.filter(actor__startswith=Actor.API)))
         if self.value() == "import":
-            return queryset.filter(Exists(added_by.filter(actor=services.ACTOR_IMPORT)))
+            return queryset.filter(Exists(added_by.filter(actor=Actor.IMPORT)))
         if self.value() == "none":
             return queryset.filter(source_message__isnull=True)
         return queryset

@@ -1,5 +1,6 @@
 """REST endpoints: message, forget and memories (thin: validate, call, shape)."""
 
+from django.conf import settings
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -10,8 +11,12 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from memories import selectors, services
+from memories import selectors
 from memories.models import Memory
+from memories.pipeline.decide import Op
+from memories.pipeline.forget import forget_handle
+from memories.pipeline.importing import IncomingMessage, messages_import
+from memories.pipeline.message import message_handle
 from memories.search import SearchFilters
 from memories.serializers import (
     ErrorSerializer,
@@ -27,6 +32,7 @@ from memories.serializers import (
     SearchInputSerializer,
     SearchOutputSerializer,
 )
+from memories.writes import Actor, memory_delete
 
 _ERRORS = {
     400: OpenApiResponse(
@@ -40,14 +46,14 @@ _ERRORS = {
                     "error": {
                         "code": "invalid_input",
                         "message": "message: Ensure this field has no more than "
-                        "4000 characters.",
+                        "32000 characters.",
                         "details": {
                             "fields": {
                                 "message": [
                                     {
                                         "code": "max_length",
                                         "message": "Ensure this field has no more "
-                                        "than 4000 characters.",
+                                        "than 32000 characters.",
                                     }
                                 ]
                             }
@@ -69,7 +75,7 @@ _ERRORS = {
 }
 
 
-def _changes(outcome_changes, operation):
+def _changes(outcome_changes, operation: Op):
     return [change for change in outcome_changes if change.operation == operation]
 
 
@@ -104,7 +110,7 @@ class MessageViewSet(viewsets.ViewSet):
     def create(self, request):
         data = MessageInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        outcome = services.message_handle(
+        outcome = message_handle(
             tenant=request.user,
             user_id=data.validated_data["userId"],
             text=data.validated_data["message"],
@@ -115,9 +121,10 @@ class MessageViewSet(viewsets.ViewSet):
                 "userId": data.validated_data["userId"],
                 "messageId": outcome.message.pk,
                 "recalled": outcome.recalled,
-                "added": _changes(outcome.changes, "add"),
-                "updated": _changes(outcome.changes, "update"),
-                "deleted": _changes(outcome.changes, "delete"),
+                "added": _changes(outcome.changes, Op.ADD),
+                "updated": _changes(outcome.changes, Op.UPDATE),
+                "deleted": _changes(outcome.changes, Op.DELETE),
+                "episodes": outcome.episodes,
                 "usage": outcome.calls,
             }
         )
@@ -149,7 +156,7 @@ class ForgetViewSet(viewsets.ViewSet):
     def create(self, request):
         data = ForgetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        outcome = services.forget_handle(
+        outcome = forget_handle(
             tenant=request.user,
             user_id=data.validated_data["userId"],
             text=data.validated_data["message"],
@@ -158,6 +165,8 @@ class ForgetViewSet(viewsets.ViewSet):
             {
                 "reply": outcome.reply,
                 "userId": data.validated_data["userId"],
+                "scope": outcome.scope,
+                "forgottenCount": outcome.count,
                 "forgotten": outcome.forgotten,
                 "usage": outcome.calls,
             }
@@ -175,6 +184,13 @@ class MemoryViewSet(
     """An end user's memories: list, read with history, delete."""
 
     lookup_field = "vector_key"
+
+    @property
+    def max_body_bytes(self) -> int:
+        if self.action == "import_messages":
+            return settings.LTM_MAX_IMPORT_BYTES
+        return settings.LTM_MAX_REQUEST_BYTES
+
     lookup_url_kwarg = "id"
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
 
@@ -200,6 +216,8 @@ class MemoryViewSet(
         query = MemoryListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         memories = self.get_queryset().filter(user_id=query.validated_data["userId"])
+        if query.validated_data.get("kind"):
+            memories = memories.filter(kind=query.validated_data["kind"])
         return Response(MemoryOutputSerializer(memories, many=True).data)
 
     @extend_schema(
@@ -220,7 +238,7 @@ class MemoryViewSet(
 
     def perform_destroy(self, instance: Memory) -> None:
         # Deleting a tombstone again is a no-op, so retries are safe.
-        services.memory_delete(memory=instance, actor=services.ACTOR_API)
+        memory_delete(memory=instance, actor=Actor.API)
 
     @extend_schema(
         summary="Import a conversation",
@@ -259,11 +277,11 @@ class MemoryViewSet(
     def import_messages(self, request):
         data = ImportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        outcome = services.messages_import(
+        outcome = messages_import(
             tenant=request.user,
             user_id=data.validated_data["userId"],
             incoming=[
-                services.IncomingMessage(
+                IncomingMessage(
                     text=item["text"],
                     sent_at=item["sentAt"],
                     role=item["role"],
@@ -278,13 +296,10 @@ class MemoryViewSet(
                 "userId": data.validated_data["userId"],
                 "imported": len(outcome.messages),
                 "skipped": outcome.skipped_client_message_ids,
-                "messageIds": {
-                    message.client_message_id: message.pk
-                    for message in outcome.messages
-                    if message.client_message_id
-                },
-                "added": _changes(outcome.changes, "add"),
-                "updated": _changes(outcome.changes, "update"),
+                "messageIds": outcome.message_ids,
+                "added": _changes(outcome.changes, Op.ADD),
+                "updated": _changes(outcome.changes, Op.UPDATE),
+                "episodes": len(outcome.episodes),
             }
         )
         return Response(output.data)
@@ -325,6 +340,8 @@ class MemoryViewSet(
                 happened_before=time_range.get("end"),
                 speaker=filters.get("speaker"),
                 slot=filters.get("slot"),
+                kind=filters.get("kind"),
+                role=filters.get("role"),
             ),
         )
         output = SearchOutputSerializer(

@@ -57,7 +57,14 @@ class Message(models.Model):
 
 
 class Memory(models.Model):
-    """One remembered fact: the source of truth for the vector stored under its key."""
+    """One memory, a fact or an episode: the source of truth for the vector stored
+    under its key."""
+
+    class Kind(models.TextChoices):
+        # A statement extracted from a message, by the rules or a model.
+        FACT = "fact"
+        # What was said, as it was said: a message, or one passage of a long one.
+        EPISODE = "episode"
 
     class Status(models.TextChoices):
         ACTIVE = "active"
@@ -69,9 +76,16 @@ class Memory(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     user_id = models.CharField(max_length=255)
     vector_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.FACT)
+    # The role of the message it came from: "user", "assistant" or "other".
+    role = models.CharField(max_length=32, blank=True)
+    # An episode's place among its message's passages (0 for the first).
+    passage = models.PositiveIntegerField(default=0)
     text = models.TextField(blank=True)
     content_hash = models.CharField(max_length=64, blank=True)
     speaker = models.CharField(max_length=100, blank=True)
+    # The speaker and text as keyword search reads them (memories.search.document).
+    search_body = models.TextField(blank=True)
     # Words of the neighbouring messages, searched by keyword (never returned):
     # an answer like "Woodworking classes" is found through the question before it.
     context_text = models.TextField(blank=True)
@@ -109,6 +123,15 @@ class Memory(models.Model):
             models.Index(fields=["tenant", "user_id", "status"]),
             models.Index(fields=["tenant", "user_id", "happened_at"]),
             models.Index(fields=["tenant", "user_id", "content_hash"]),
+        ]
+        constraints = [
+            # One active copy of a fact (or of an episode's words) per user: the
+            # same statement sent several times at once is stored once.
+            models.UniqueConstraint(
+                fields=["tenant", "user_id", "kind", "content_hash"],
+                condition=models.Q(status="active") & ~models.Q(content_hash=""),
+                name="one_active_copy_per_user",
+            )
         ]
         verbose_name_plural = "memories"
         ordering = ["-created_at", "-id"]

@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from memories.models import Memory, VectorOperation
-from memories.services import _vector_metadata, vector_operations_apply
+from memories.outbox import vector_metadata as _vector_metadata
+from memories.outbox import vector_operations_apply
 from memories.vectorstores import Namespace, get_vector_store
 from memories.vectorstores.base import StoredVector
 

@@ -52,7 +52,14 @@ class ForgetInputSerializer(MessageInputSerializer):
 
 class MemoryOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="vector_key", help_text="The memory's id.")
-    text = serializers.CharField(help_text="The remembered fact (blank once deleted).")
+    kind = serializers.CharField(
+        help_text="'fact' (a statement taken from a message) or 'episode' (what "
+        "was said, as said: a message or a passage of a long one)."
+    )
+    role = serializers.CharField(
+        help_text="Role of the message it came from: 'user', 'assistant' or 'other'."
+    )
+    text = serializers.CharField(help_text="The remembered text (blank once deleted).")
     status = serializers.CharField(
         help_text="'active', 'hidden' (by support staff: kept, never recalled) or "
         "'deleted'."
@@ -135,6 +142,11 @@ class MessageOutputSerializer(serializers.Serializer):
         many=True, help_text="Memories whose text this message replaced."
     )
     deleted = ChangedMemorySerializer(many=True, help_text="Memories deleted.")
+    episodes = MemoryOutputSerializer(
+        many=True,
+        help_text="The message as kept: one episode, or one per passage when long "
+        "(none when the same words were already kept).",
+    )
     usage = LanguageModelCallSerializer(
         many=True,
         help_text="Language-model calls made for this message and their tokens "
@@ -145,6 +157,15 @@ class MessageOutputSerializer(serializers.Serializer):
 class ForgetOutputSerializer(serializers.Serializer):
     reply = serializers.CharField(help_text="What was forgotten, in words.")
     userId = serializers.CharField()  # noqa: N815
+    scope = serializers.ChoiceField(
+        choices=["memories", "everything"],
+        help_text="'everything' when the request asked to forget all about the "
+        "user (erased as forget_user does); else 'memories'.",
+    )
+    forgottenCount = serializers.IntegerField(  # noqa: N815
+        help_text="Memories made tombstones: those named, the episodes of the "
+        "messages they came from, and with scope 'everything' all of the user's."
+    )
     forgotten = ChangedMemorySerializer(
         many=True,
         help_text="The memories deleted; their vectors and text are gone and "
@@ -179,6 +200,9 @@ class MemoryDetailSerializer(MemoryOutputSerializer):
 
 class MemoryListQuerySerializer(serializers.Serializer):
     userId = UserIdField()  # noqa: N815
+    kind = serializers.ChoiceField(
+        choices=["fact", "episode"], required=False, help_text="Only this kind."
+    )
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -200,7 +224,10 @@ class ErrorSerializer(serializers.Serializer):
 
 class ImportMessageSerializer(serializers.Serializer):
     text = serializers.CharField(
-        max_length=settings.LTM_MAX_MESSAGE_CHARS, help_text="What was said."
+        max_length=settings.LTM_IMPORT_MAX_MESSAGE_CHARS,
+        help_text="What was said, up to LTM_IMPORT_MAX_MESSAGE_CHARS characters "
+        f"(default {settings.LTM_IMPORT_MAX_MESSAGE_CHARS}); a long message is kept "
+        "in passages.",
     )
     sentAt = serializers.DateTimeField(  # noqa: N815
         help_text="When it was said, ISO 8601 with a time zone (UTC if none); "
@@ -209,7 +236,7 @@ class ImportMessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(
         choices=["user", "assistant", "other"],
         default="user",
-        help_text="'user' (default), 'assistant' (kept as context, nothing "
+        help_text="'user' (default), 'assistant' (kept as episodes, no facts "
         "extracted) or 'other'.",
     )
     speaker = serializers.CharField(
@@ -260,11 +287,14 @@ class ImportOutputSerializer(serializers.Serializer):
     )
     messageIds = serializers.DictField(  # noqa: N815
         child=serializers.IntegerField(),
-        help_text="The stored message id of each clientMessageId imported now.",
+        help_text="The stored message id of each clientMessageId of the batch, imported now or before.",
     )
-    added = ChangedMemorySerializer(many=True, help_text="Memories added.")
+    added = ChangedMemorySerializer(many=True, help_text="Facts added.")
     updated = ChangedMemorySerializer(
-        many=True, help_text="Memories whose text a newer message replaced."
+        many=True, help_text="Facts whose text a newer message replaced."
+    )
+    episodes = serializers.IntegerField(
+        help_text="Episodes stored: every message, in passages when long."
     )
 
 
@@ -291,8 +321,16 @@ class SearchFiltersSerializer(serializers.Serializer):
     slot = serializers.CharField(
         max_length=64,
         required=False,
-        help_text="Only memories of this kind: name, home, job, age, birthday, "
+        help_text="Only facts of this slot: name, home, job, age, birthday, "
         "favourite:<thing>.",
+    )
+    kind = serializers.ChoiceField(
+        choices=["fact", "episode"], required=False, help_text="Only this kind."
+    )
+    role = serializers.ChoiceField(
+        choices=["user", "assistant", "other"],
+        required=False,
+        help_text="Only what this side of the conversation said.",
     )
 
 

@@ -37,6 +37,16 @@ class VectorHit:
 
 
 @dataclass(frozen=True)
+class StoreCapabilities:
+    """What a store can do beyond putting, deleting and querying vectors."""
+
+    # It ranks text itself (BM25) and fuses it with vectors: `hybrid_query`.
+    text_search: bool = False
+    # A query reads local data: asking one per new fact costs no network call.
+    local_queries: bool = True
+
+
+@dataclass(frozen=True)
 class StoredVector:
     """One vector as found by listing the index (for reconciliation)."""
 
@@ -55,10 +65,7 @@ class VectorStore(Protocol):
 
     dimension: int
     model_name: str
-    # True when the store ranks text itself (BM25) and fuses it with vectors.
-    supports_text_search: bool
-    # True when every call crosses a network (callers then avoid extra queries).
-    remote: bool
+    capabilities: StoreCapabilities
 
     def put(self, *, namespace: Namespace, records: list[VectorRecord]) -> None: ...
 
@@ -99,6 +106,10 @@ class VectorStore(Protocol):
 
     def verify(self) -> None:
         """Raise if the store cannot serve the configured embedder."""
+        ...
+
+    def compact(self) -> None:
+        """Drop what deleted vectors left in the store's files (journals)."""
         ...
 
     def close(self) -> None: ...

@@ -16,6 +16,7 @@ import numpy as np
 from memories.vectorstores.base import (
     DimensionMismatchError,
     Namespace,
+    StoreCapabilities,
     StoredVector,
     VectorHit,
     VectorRecord,
@@ -42,9 +43,7 @@ CREATE TABLE IF NOT EXISTS vectors (
 class LocalVectorStore:
     """Persistent exact-search vector store for one machine."""
 
-    supports_text_search = False
-    # Queries read a local file: asking many costs little.
-    remote = False
+    capabilities = StoreCapabilities(text_search=False, local_queries=True)
 
     def __init__(self, *, path: str | Path, dimension: int, model_name: str) -> None:
         self.path = Path(path)
@@ -113,6 +112,20 @@ class LocalVectorStore:
     def verify(self) -> None:
         """Start-up check: the file holds vectors of the configured model."""
         self._check_model()
+
+    def compact(self) -> None:
+        """Copy the WAL into the file and empty it.
+
+        A deleted vector's metadata (its text) stays in the WAL's old page
+        images until a checkpoint; secure_delete then leaves no copy in the
+        file's free pages either.
+        """
+        try:
+            self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise VectorStoreError(
+                f"Local vector store checkpoint failed: {exc}"
+            ) from exc
 
     def close(self) -> None:
         with self._connections_lock:

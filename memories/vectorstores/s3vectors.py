@@ -31,6 +31,7 @@ import numpy as np
 from memories.vectorstores.base import (
     DimensionMismatchError,
     Namespace,
+    StoreCapabilities,
     StoredVector,
     VectorHit,
     VectorRecord,
@@ -80,9 +81,6 @@ def _json_bytes(values: dict) -> int:
 class S3VectorsStore:
     """An index per tenant; users kept apart by key and by filter."""
 
-    # Every query is a network call: callers avoid queries they can answer locally.
-    remote = True
-
     def __init__(
         self,
         *,
@@ -115,7 +113,9 @@ class S3VectorsStore:
         self.model_name = model_name
         self.index_prefix = index_prefix
         self.create_indexes = create_indexes
-        self.supports_text_search = text_search
+        self.capabilities = StoreCapabilities(
+            text_search=text_search, local_queries=False
+        )
         self.list_segments = max(1, min(MAX_SEGMENTS, list_segments))
         if client is None:
             import boto3
@@ -188,7 +188,7 @@ class S3VectorsStore:
 
     def _create_index(self, name: str) -> dict:
         metadata_configuration = {"nonFilterableMetadataKeys": NON_FILTERABLE_KEYS}
-        if self.supports_text_search:
+        if self.capabilities.text_search:
             metadata_configuration["textSearchConfigurations"] = [
                 {"metadataKey": KEYWORDS_KEY, "language": "en"}
             ]
@@ -465,7 +465,7 @@ class S3VectorsStore:
             mode = self.ensure_index(namespace.tenant_id)
         except IndexMissingError:
             return []
-        if mode != "ENHANCED" or not self.supports_text_search or not text.strip():
+        if mode != "ENHANCED" or not self.capabilities.text_search or not text.strip():
             name = self.index_name(namespace.tenant_id)
             if mode != "ENHANCED" and name not in self._classic_warned:
                 self._classic_warned.add(name)
@@ -614,6 +614,9 @@ class S3VectorsStore:
 
     def count(self, *, namespace: Namespace | None = None) -> int:
         return sum(1 for _ in self.list_keys(namespace=namespace))
+
+    def compact(self) -> None:
+        """Nothing to do: S3 Vectors keeps no journal of ours."""
 
     def close(self) -> None:
         self._ready.clear()

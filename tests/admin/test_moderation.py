@@ -14,9 +14,10 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import ApiToken
 from memories.models import Memory, MemoryEvent, VectorOperation
+from memories.outbox import vector_metadata as _vector_metadata
+from memories.outbox import vector_operations_retry
 from memories.providers.embeddings import EmbeddingError, get_embedder
 from memories.reconcile import vectors_reconcile
-from memories.services import _vector_metadata, vector_operations_retry
 from memories.vectorstores import (
     Namespace,
     VectorRecord,

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from memories.extraction.timeexpr import resolve_time
 from memories.providers.llm import OfflineLanguageModel, to_second_person
-from memories.providers.timeexpr import resolve_time
 
 # A Tuesday.
 SENT_AT = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)

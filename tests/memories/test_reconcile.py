@@ -9,8 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from memories.models import Memory, VectorOperation
+from memories.outbox import vector_metadata as _vector_metadata
 from memories.reconcile import metadata_drift, vectors_reconcile
-from memories.services import _vector_metadata
 from memories.vectorstores import Namespace, VectorRecord, use_vector_store
 from tests.helpers import post_forget, post_message
 from tests.memories.test_consistency import FaultyStore

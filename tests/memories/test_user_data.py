@@ -10,10 +10,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from memories import services, user_data
+from memories import outbox, user_data, writes
 from memories.models import Memory, MemoryEvent, Message, VectorOperation
 from memories.providers.embeddings import get_embedder
-from memories.providers.llm import ExtractedFact
 from memories.vectorstores import (
     Namespace,
     VectorRecord,
@@ -403,18 +402,19 @@ def bulk_memories(tenant, user_id: str, count: int) -> None:
     vectors = rng.standard_normal((count, embedder.dimension)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     memories = [
-        services._new_memory(
+        writes.memory_build(
             tenant=tenant,
             user_id=user_id,
-            fact=ExtractedFact(text=f"I own heron number {i}."),
+            kind="fact",
+            text=f"I own heron number {i}.",
             vector=vector,
             message=None,
             actor="test",
         )
         for i, vector in enumerate(vectors)
     ]
-    with services.vector_sync_batch():
-        services.memories_create(memories=memories, actor="test")
+    with outbox.vector_sync_batch():
+        writes.memories_create(memories=memories, actor="test")
 
 
 def test_on_s3_vectors_deletes_go_in_batches_of_500(on_s3, tenant_a, tenant_b):

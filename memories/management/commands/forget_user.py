@@ -7,7 +7,7 @@ from tqdm import tqdm
 from accounts.models import Tenant
 from memories.user_data import (
     DEFAULT_BATCH_SIZE,
-    keyword_index_compact,
+    storage_compact,
     user_data_counts,
     user_data_forget,
     user_data_forget_count,
@@ -91,7 +91,7 @@ class Command(BaseCommand):
             if remaining.total:
                 incomplete.append(user_id)
         # Once for all the users: it rewrites the whole index.
-        keyword_index_compact()
+        storage_compact()
         if incomplete:
             # A non-zero exit status: the operator (or a script) must not take
             # the erasure as done.

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Tenant
 from memories.models import VectorOperation
-from memories.services import vector_operations_apply
+from memories.outbox import vector_operations_apply
 
 
 class Command(BaseCommand):

@@ -24,7 +24,6 @@ from datetime import datetime
 
 from django.db import connection, transaction
 from django.db.models import (
-    Case,
     DateTimeField,
     Exists,
     F,
@@ -33,7 +32,6 @@ from django.db.models import (
     Q,
     QuerySet,
     Value,
-    When,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -41,8 +39,15 @@ from django.utils import timezone
 from accounts.models import Tenant
 from memories.models import Memory, MemoryEvent, Message, VectorOperation
 from memories.vectorstores import Namespace, get_vector_store
+from memories.writes import (
+    EVENT_HOLDS_TEXT,
+    HOLDS_CONTENT,
+    MESSAGE_HOLDS_TEXT,
+    Actor,
+    memories_tombstone,
+)
 
-ACTOR_FORGET_USER = "operator:forget_user"
+ACTOR_FORGET_USER = f"operator:{Actor.FORGET_USER}"
 FORGET_USER_REASON = "all of the end user's data erased"
 DEFAULT_BATCH_SIZE = 500
 # Listed vector keys looked up against the rows in one query.
@@ -65,16 +70,9 @@ def _no_progress(done: int) -> None:
 
 # --- what still holds the user's data --------------------------------------
 # A memory row's own content: everything but ids, status and times.
-_MEMORY_HOLDS_CONTENT = (
-    ~Q(text="")
-    | ~Q(content_hash="")
-    | ~Q(context_text="")
-    | ~Q(embedding=b"")
-    | ~Q(slot="")
-    | ~Q(speaker="")
-)
-_EVENT_HOLDS_TEXT = ~Q(old_text="") | ~Q(new_text="")
-_MESSAGE_HOLDS_TEXT = ~Q(text="") | ~Q(speaker="")
+_MEMORY_HOLDS_CONTENT = HOLDS_CONTENT
+_EVENT_HOLDS_TEXT = EVENT_HOLDS_TEXT
+_MESSAGE_HOLDS_TEXT = MESSAGE_HOLDS_TEXT
 
 
 def _namespace(tenant: Tenant, user_id: str) -> Namespace:
@@ -286,53 +284,23 @@ def _forget_memories(
         newly_deleted = [
             pk for pk, status, _ in memories if status != Memory.Status.DELETED
         ]
-        # One statement (each row rewritten once); a tombstone from before keeps
-        # the time and actor of its deletion.
-        Memory.objects.filter(pk__in=ids).update(
-            text="",
-            content_hash="",
-            context_text="",
-            embedding=b"",
-            slot="",
-            speaker="",
-            status=Memory.Status.DELETED,
-            updated_at=Case(
-                When(status=Memory.Status.DELETED, then=F("updated_at")),
-                default=Value(now, output_field=DateTimeField()),
-            ),
-            updated_by=Case(
-                When(status=Memory.Status.DELETED, then=F("updated_by")),
-                default=Value(ACTOR_FORGET_USER),
-            ),
-        )
         report.events_blanked += (
             MemoryEvent.objects.filter(memory_id__in=ids)
-            .filter(_EVENT_HOLDS_TEXT)
-            .update(old_text="", new_text="")
-        )
-        MemoryEvent.objects.bulk_create(
-            [
-                MemoryEvent(
-                    memory_id=pk,
-                    action=MemoryEvent.Action.DELETE,
-                    actor=ACTOR_FORGET_USER,
-                    reason=FORGET_USER_REASON,
-                    created_at=now,
-                )
-                for pk in newly_deleted
-            ]
+            .filter(EVENT_HOLDS_TEXT)
+            .count()
         )
         # Entries still pending are superseded by the delete recorded here:
         # whatever they were for, the vector's fate is now deletion.
         VectorOperation.objects.filter(
             memory_id__in=ids, applied_at__isnull=True
         ).update(applied_at=now)
-        operation_ids = [
-            operation.pk
-            for operation in VectorOperation.objects.bulk_create(
-                [VectorOperation(memory_id=pk, tenant=tenant) for pk in ids]
-            )
-        ]
+        operation_ids = memories_tombstone(
+            memory_ids=ids,
+            tenant=tenant,
+            actor=ACTOR_FORGET_USER,
+            reason=FORGET_USER_REASON,
+            enqueue=False,
+        )
     report.memories_forgotten += len(ids)
     report.memories_deleted += len(newly_deleted)
     keys = [str(key) for _, _, key in memories]
@@ -442,6 +410,21 @@ def keyword_index_compact() -> None:
         cursor.execute(
             "INSERT INTO memories_memory_fts(memories_memory_fts) VALUES('optimize')"
         )
+
+
+def storage_compact() -> None:
+    """Leave no copy of erased text in the files that keep deleted bytes.
+
+    After a forget: SQLite's full-text segments are merged, and the WAL files of
+    the database and of the local vector store are checkpointed and emptied
+    (their old page images hold what was overwritten in place). A checkpoint
+    that readers keep from finishing is finished by the next forget.
+    """
+    keyword_index_compact()
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    get_vector_store().compact()
 
 
 # --- export --------------------------------------------------------------------

@@ -1,0 +1,133 @@
+"""Context: what is stored that bears on new messages, read from the database
+(and, for near-duplicates, the vector store) before deciding."""
+
+import numpy as np
+from django.conf import settings
+
+from accounts.models import Tenant
+from memories.models import Memory, Message
+from memories.pipeline.decide import Known, Proposal, Stored
+from memories.search import keyword_ranking
+from memories.search.document import spoken
+from memories.vectors import cosine, from_bytes
+from memories.vectorstores import Namespace, get_vector_store
+
+# Stored memories compared with each new fact: the nearest few by vector (the
+# vector store holds episodes too), or the best keyword matches on a remote store.
+NEAREST_CANDIDATES = 8
+
+
+def _known(memory: Memory) -> Known:
+    return Known(
+        key=str(memory.vector_key),
+        text=memory.text,
+        digest=memory.content_hash,
+        slot=memory.slot,
+        speaker=memory.speaker,
+    )
+
+
+def active_facts(tenant: Tenant, user_id: str):
+    return Memory.objects.for_user(tenant, user_id).filter(
+        status=Memory.Status.ACTIVE, kind=Memory.Kind.FACT
+    )
+
+
+def stored_for(*, tenant: Tenant, user_id: str, proposals: list[Proposal]) -> Stored:
+    """The stored facts a batch's proposals may repeat, update or replace."""
+    stored = Stored()
+    if not proposals:
+        return stored
+    facts = active_facts(tenant, user_id)
+    stored.by_digest = {
+        memory.content_hash: _known(memory)
+        for memory in facts.filter(
+            content_hash__in={proposal.digest for proposal in proposals}
+        )
+    }
+    slots = {(p.speaker, p.slot) for p in proposals if p.slot}
+    if slots:
+        for memory in facts.filter(slot__in={slot for _, slot in slots}).order_by(
+            "updated_at", "pk"
+        ):
+            if (memory.speaker, memory.slot) in slots:
+                stored.by_slot[(memory.speaker, memory.slot)] = _known(memory)
+    stored.nearest = _nearest_facts(tenant=tenant, user_id=user_id, proposals=proposals)
+    return stored
+
+
+def _nearest_facts(
+    *, tenant: Tenant, user_id: str, proposals: list[Proposal]
+) -> list[tuple[Known, float] | None]:
+    """Each proposal's most similar stored fact.
+
+    A local store answers every proposal in one pass over the user's vectors. A
+    remote one (S3 Vectors) would take a query per fact; a near-duplicate shares
+    most of its words, so there the candidates come from the database's keyword
+    index and their embeddings, kept in the audit rows, are compared here.
+    """
+    store = get_vector_store()
+    vectors = [proposal.vector for proposal in proposals]
+    if store.capabilities.local_queries:
+        answers = store.query_many(
+            namespace=Namespace(tenant_id=tenant.pk, user_id=user_id),
+            vectors=vectors,
+            top_k=NEAREST_CANDIDATES,
+        )
+        keys = {hit.key for hits in answers for hit in hits}
+        facts = {
+            str(memory.vector_key): memory
+            for memory in active_facts(tenant, user_id).filter(vector_key__in=keys)
+        }
+        nearest = []
+        for hits in answers:
+            best = next((hit for hit in hits if hit.key in facts), None)
+            nearest.append((_known(facts[best.key]), best.score) if best else None)
+        return nearest
+    candidates = [
+        keyword_ranking(
+            tenant=tenant,
+            user_id=user_id,
+            query=proposal.text,
+            limit=NEAREST_CANDIDATES,
+        )
+        for proposal in proposals
+    ]
+    wanted = {pk for ids in candidates for pk in ids}
+    facts = {
+        memory.pk: memory
+        for memory in active_facts(tenant, user_id).filter(pk__in=wanted)
+    }
+    nearest = []
+    for ids, vector in zip(candidates, vectors, strict=True):
+        scored = [
+            (facts[pk], cosine(from_bytes(facts[pk].embedding), np.asarray(vector)))
+            for pk in ids
+            if pk in facts
+        ]
+        best = max(scored, key=lambda item: item[1], default=None)
+        nearest.append((_known(best[0]), best[1]) if best else None)
+    return nearest
+
+
+def messages_before(
+    *, tenant: Tenant, user_id: str, first: Message, exclude: list[int]
+) -> list[Message]:
+    """The few messages said just before a batch, oldest first."""
+    return list(
+        Message.objects.for_user(tenant, user_id)
+        .filter(kind=Message.Kind.MESSAGE, sent_at__lte=first.sent_at)
+        .exclude(pk__in=exclude)
+        .order_by("-sent_at", "-id")[: settings.LTM_CONTEXT_MESSAGES_BEFORE]
+    )[::-1]
+
+
+def context_for(messages: list[Message], index: int, before: list[Message]) -> str:
+    """The words of the messages around one: a few before, one after."""
+    earlier = (before + messages[:index])[-settings.LTM_CONTEXT_MESSAGES_BEFORE :]
+    later = messages[index + 1 : index + 1 + settings.LTM_CONTEXT_MESSAGES_AFTER]
+    return " ".join(
+        words
+        for neighbour in (*earlier, *later)
+        if (words := spoken(speaker=neighbour.speaker, text=neighbour.text))
+    )

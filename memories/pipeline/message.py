@@ -1,0 +1,276 @@
+"""One message of an end user: recall, remember (facts and its episode), reply."""
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Tenant
+from accounts.services import usage_record
+from memories.models import Memory, Message
+from memories.outbox import vector_operations_retry, vector_sync_batch
+from memories.pipeline.apply import EpisodeDraft, MemoryChange, apply
+from memories.pipeline.context import context_for, messages_before, stored_for
+from memories.pipeline.decide import (
+    Known,
+    PlannedChange,
+    Proposal,
+    decide_plan,
+    decide_rules,
+)
+from memories.pipeline.embedding import embed_all, message_passages
+from memories.providers.llm import ExtractedFact, MemoryView, get_language_model
+from memories.search import SearchHit
+from memories.selectors import memory_recall
+from memories.writes import Actor, context_add, memory_digest
+
+# Words of a message that asks to forget, or says a memory was never true: only
+# then may the memory call delete (a memory's own text cannot ask for it).
+_DELETE_INTENT = re.compile(
+    r"\b(forget|delete|remove|erase|never\s+(?:was|were|did|had|have|said)|"
+    r"(?:is|was|that's|that\s+is)\s+(?:not|n't)\s+true|wrong)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class MessageOutcome:
+    message: Message
+    reply: str
+    recalled: list[SearchHit]
+    changes: list[MemoryChange] = field(default_factory=list)
+    episodes: list[Memory] = field(default_factory=list)
+    # Language-model calls made for this message (CallRecord), with their tokens.
+    calls: list = field(default_factory=list)
+
+
+def memory_view(hit: SearchHit) -> MemoryView:
+    return MemoryView(
+        key=str(hit.memory.vector_key),
+        text=hit.memory.text,
+        score=hit.similarity,
+        happened_at=hit.memory.happened_at,
+        time_granularity=hit.memory.time_granularity,
+        slot=hit.memory.slot,
+        kind=hit.memory.kind,
+    )
+
+
+def proposal_of(
+    fact: ExtractedFact, *, message_index: int, vector, speaker: str, role: str
+) -> Proposal:
+    return Proposal(
+        message_index=message_index,
+        text=fact.text,
+        vector=vector,
+        digest=memory_digest(
+            kind=Memory.Kind.FACT, role=role, speaker=speaker, text=fact.text
+        ),
+        speaker=speaker,
+        slot=fact.slot,
+        happened_at=fact.happened_at,
+        time_granularity=fact.time_granularity,
+    )
+
+
+def link_to_previous(*, tenant: Tenant, user_id: str, messages: list[Message]) -> None:
+    """Add new messages' first words to the context of the previous message's
+    memories (the next message often answers or explains the previous one)."""
+    before = messages_before(
+        tenant=tenant,
+        user_id=user_id,
+        first=messages[0],
+        exclude=[message.pk for message in messages],
+    )
+    if not before or settings.LTM_CONTEXT_MESSAGES_AFTER < 1:
+        return
+    previous = before[-1]
+    words = context_for([previous, messages[0]], 0, [])
+    context_add(
+        list(
+            Memory.objects.filter(source_message=previous, status=Memory.Status.ACTIVE)
+        ),
+        words,
+    )
+
+
+def _related(hits: list[SearchHit]) -> list[SearchHit]:
+    # A keyword match counts as related; otherwise the meaning must be close.
+    return [
+        hit
+        for hit in hits
+        if hit.keyword_rank is not None
+        or hit.similarity >= settings.LTM_RECALL_MIN_SCORE
+    ]
+
+
+def record_usage(tenant: Tenant, calls: list) -> None:
+    usage_record(
+        tenant=tenant,
+        calls=len(calls),
+        input_tokens=sum(call.input_tokens for call in calls),
+        output_tokens=sum(call.output_tokens for call in calls),
+    )
+
+
+def message_handle(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    text: str,
+    sent_at: datetime | None = None,
+    actor: str = Actor.API,
+) -> MessageOutcome:
+    """Handle one message of an end user: recall, remember, reply.
+
+    The message is kept as an episode (its passages when long) beside the facts
+    the rules or the language model take from it.
+    """
+    vector_operations_retry(tenant=tenant)
+    sent_at = sent_at or timezone.now()
+    llm = get_language_model()
+    calls: list = []
+    passages = message_passages(text)
+    facts: list[ExtractedFact] = []
+    plan = None
+    related_count = settings.LTM_RECALL_TOP_K
+    if llm.consolidates:
+        related_count = max(settings.LTM_LLM_RELATED_MEMORIES, related_count)
+    else:
+        facts = llm.extract_facts(message=text, sent_at=sent_at)
+    # One embedding call for the message (to recall with), its passages and facts.
+    vectors = embed_all([text, *passages, *(fact.text for fact in facts)])
+    hits = memory_recall(
+        tenant=tenant,
+        user_id=user_id,
+        query=text,
+        vector=vectors[0],
+        top_k=related_count,
+    )
+    recalled = _related(hits[: settings.LTM_RECALL_TOP_K])
+    if llm.consolidates:
+        from memories.providers.llm_chat import RecentMessage
+
+        recent = [
+            RecentMessage(role=item.role, text=item.text, sent_at=item.sent_at)
+            for item in Message.objects.for_user(tenant, user_id)
+            .filter(kind=Message.Kind.MESSAGE)
+            .exclude(text="")
+            .order_by("-sent_at", "-id")[: settings.LTM_LLM_RECENT_MESSAGES]
+        ][::-1]
+        # Only facts can be updated or deleted by the model's plan.
+        related_facts = [hit for hit in hits if hit.memory.kind == Memory.Kind.FACT]
+        plan = llm.plan_memory(
+            message=text,
+            sent_at=sent_at,
+            recent=recent,
+            related=[memory_view(hit) for hit in related_facts],
+            calls=calls,
+        )
+        if plan is None:
+            # The model could not say: the rules remember instead.
+            facts = llm.extract_facts(message=text, sent_at=sent_at)
+            fact_vectors = embed_all([fact.text for fact in facts])
+        else:
+            planned_texts = [op.fact.text for op in plan.operations if op.fact]
+            fact_vectors = embed_all(planned_texts)
+    else:
+        fact_vectors = vectors[1 + len(passages) :]
+    with transaction.atomic(), vector_sync_batch():
+        message = Message.objects.create(
+            tenant=tenant, user_id=user_id, text=text, sent_at=sent_at
+        )
+        link_to_previous(tenant=tenant, user_id=user_id, messages=[message])
+        before = messages_before(
+            tenant=tenant, user_id=user_id, first=message, exclude=[message.pk]
+        )
+        contexts = [context_for([message], 0, before)]
+        if plan is None:
+            proposals = [
+                proposal_of(
+                    fact, message_index=0, vector=vector, speaker="", role="user"
+                )
+                for fact, vector in zip(facts, fact_vectors, strict=True)
+            ]
+            operations = decide_rules(
+                proposals,
+                stored_for(tenant=tenant, user_id=user_id, proposals=proposals),
+                threshold=settings.LTM_DUPLICATE_SIMILARITY,
+            )
+        else:
+            operations = _plan_operations(
+                tenant=tenant,
+                user_id=user_id,
+                plan=plan,
+                vectors=fact_vectors,
+                related=related_facts,
+                deletes_allowed=bool(_DELETE_INTENT.search(text)),
+            )
+        applied = apply(
+            tenant=tenant,
+            user_id=user_id,
+            messages=[message],
+            contexts=contexts,
+            operations=operations,
+            episodes=[
+                EpisodeDraft(0, index, passage, vector)
+                for index, (passage, vector) in enumerate(
+                    zip(passages, vectors[1 : 1 + len(passages)], strict=True)
+                )
+            ],
+            actor=actor if plan is None else f"{actor}:{llm.name}",
+        )
+    reply = llm.reply(
+        message=text,
+        recalled=[memory_view(hit) for hit in recalled],
+        remembered=[
+            change.memory.text for change in applied.changes if change.memory.text
+        ],
+        calls=calls,
+    )
+    record_usage(tenant, calls)
+    return MessageOutcome(
+        message=message,
+        reply=reply,
+        recalled=recalled,
+        changes=applied.changes,
+        episodes=applied.episodes,
+        calls=calls,
+    )
+
+
+def _plan_operations(*, tenant, user_id, plan, vectors, related, deletes_allowed):
+    proposals_by_position = []
+    vector_index = 0
+    for operation in plan.operations:
+        proposal = None
+        if operation.fact is not None:
+            proposal = proposal_of(
+                operation.fact,
+                message_index=0,
+                vector=vectors[vector_index],
+                speaker="",
+                role="user",
+            )
+            vector_index += 1
+        proposals_by_position.append(
+            PlannedChange(action=operation.action, key=operation.key, proposal=proposal)
+        )
+    targets = {
+        str(hit.memory.vector_key): Known(
+            key=str(hit.memory.vector_key),
+            text=hit.memory.text,
+            digest=hit.memory.content_hash,
+            slot=hit.memory.slot,
+            speaker=hit.memory.speaker,
+        )
+        for hit in related
+    }
+    proposals = [change.proposal for change in proposals_by_position if change.proposal]
+    stored = stored_for(tenant=tenant, user_id=user_id, proposals=proposals)
+    return decide_plan(
+        proposals_by_position, targets, stored, deletes_allowed=deletes_allowed
+    )
