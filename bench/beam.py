@@ -226,7 +226,9 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a linear report
     from memories.providers.embeddings import get_embedder
 
     max_messages = settings.LTM_IMPORT_MAX_MESSAGES
-    max_chars = settings.LTM_MAX_MESSAGE_CHARS
+    max_chars = getattr(
+        settings, "LTM_IMPORT_MAX_MESSAGE_CHARS", settings.LTM_MAX_MESSAGE_CHARS
+    )
     # LTM_MAX_REQUEST_BYTES reaches Django as DATA_UPLOAD_MAX_MEMORY_SIZE unless
     # settings name it (or an import-specific limit) themselves.
     max_bytes = getattr(
@@ -240,7 +242,11 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a linear report
     memory_kinds = getattr(Memory, "kind", None) is not None
 
     folders = conversation_dirs(Path(args.path), args.limit_conversations)
-    tenant = tenant_create(slug=f"beam-{int(time.time())}")
+    from accounts.models import Tenant
+
+    # With --data-dir, a second run reuses the first's imports (skipped by their
+    # ids) and measures search alone, e.g. under other search settings.
+    tenant = Tenant.objects.filter(slug="beam").first() or tenant_create(slug="beam")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_issue(tenant=tenant).secret}")
     get_embedder().embed(["warm up"])

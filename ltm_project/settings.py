@@ -254,7 +254,7 @@ LTM_SEARCH_RRF_K = env.int("LTM_SEARCH_RRF_K", default=60)
 LTM_SEARCH_KEYWORD_WEIGHT = env.float("LTM_SEARCH_KEYWORD_WEIGHT", default=1.0)
 LTM_SEARCH_VECTOR_WEIGHT = env.float("LTM_SEARCH_VECTOR_WEIGHT", default=0.5)
 # Weight of the neighbouring messages' words against the memory's own words.
-LTM_SEARCH_CONTEXT_WEIGHT = env.float("LTM_SEARCH_CONTEXT_WEIGHT", default=0.5)
+LTM_SEARCH_CONTEXT_WEIGHT = env.float("LTM_SEARCH_CONTEXT_WEIGHT", default=0.8)
 # Put memories from a message already in the results after those from new ones.
 LTM_SEARCH_DIVERSIFY = env.bool("LTM_SEARCH_DIVERSIFY", default=True)
 # Neighbouring messages whose words are indexed with a memory (keyword search).
@@ -266,7 +266,7 @@ LTM_IMPORT_MAX_MESSAGES = env.int("LTM_IMPORT_MAX_MESSAGES", default=500)
 # reads 256 word pieces, and ten hits stay short enough to hand a model.
 LTM_PASSAGE_WORDS = env.int("LTM_PASSAGE_WORDS", default=60)
 # Weight of what an assistant said against what the user said, in search.
-LTM_SEARCH_ASSISTANT_WEIGHT = env.float("LTM_SEARCH_ASSISTANT_WEIGHT", default=0.5)
+LTM_SEARCH_ASSISTANT_WEIGHT = env.float("LTM_SEARCH_ASSISTANT_WEIGHT", default=0.25)
 
 LOGGING = {
     "version": 1,

@@ -10,3 +10,11 @@ os.environ.setdefault("LTM_STATIC_ROOT", tempfile.mkdtemp(prefix="ltm-static-"))
 os.environ.setdefault("LTM_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 
 from ltm_project.settings import *  # noqa: E402, F403
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not memory: threads of a live server then each open their own
+    # connection, as server processes do, and forgotten words can be looked for
+    # in its bytes (WAL included).
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(os.environ["LTM_DATA_DIR"], "test-database.sqlite3")
+    }

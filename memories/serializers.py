@@ -287,7 +287,8 @@ class ImportOutputSerializer(serializers.Serializer):
     )
     messageIds = serializers.DictField(  # noqa: N815
         child=serializers.IntegerField(),
-        help_text="The stored message id of each clientMessageId of the batch, imported now or before.",
+        help_text="The stored message id of each clientMessageId of the batch, "
+        "imported now or before.",
     )
     added = ChangedMemorySerializer(many=True, help_text="Facts added.")
     updated = ChangedMemorySerializer(

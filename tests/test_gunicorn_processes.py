@@ -119,7 +119,12 @@ def test_two_worker_processes_write_at_once_without_losing_anything(server):
     ]
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(tell, jobs))
-    added = [memory["id"] for result in results for memory in result["added"]]
+    # Facts and the episodes of the messages: every memory the responses report.
+    added = [
+        memory["id"]
+        for result in results
+        for memory in result["added"] + result["episodes"]
+    ]
     assert len(added) == len(set(added))
 
     database = sqlite3.connect(data_dir / "ltm.sqlite3")

@@ -7,6 +7,7 @@ import numpy as np
 from accounts.models import Tenant
 from memories.models import Memory, Message
 from memories.pipeline.decide import Known, Op, Operation
+from memories.text import keyword_text
 from memories.writes import (
     memories_create,
     memories_forget,
@@ -175,7 +176,23 @@ def episodes_store(
     actor: str,
 ) -> list[Memory]:
     """Keep what was said as episodes; words already kept (the same message sent
-    again) gain the message as a source instead."""
+    again) gain the message as a source instead.
+
+    A passage's context holds the rest of its message too: a message is found
+    by all of its words, through the passage that matches best.
+    """
+    passages_of: dict[int, list[EpisodeDraft]] = {}
+    for episode in episodes:
+        passages_of.setdefault(episode.message_index, []).append(episode)
+
+    def context(episode: EpisodeDraft) -> str:
+        others = [
+            keyword_text(other.text)
+            for other in passages_of[episode.message_index]
+            if other is not episode
+        ]
+        return " ".join([contexts[episode.message_index], *others]).strip()
+
     drafts = [
         memory_build(
             tenant=tenant,
@@ -185,7 +202,7 @@ def episodes_store(
             vector=episode.vector,
             message=messages[episode.message_index],
             actor=actor,
-            context_text=contexts[episode.message_index],
+            context_text=context(episode),
             passage=episode.passage,
         )
         for episode in episodes

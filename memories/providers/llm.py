@@ -158,7 +158,7 @@ class OfflineLanguageModel:
             return [
                 memory.key
                 for memory in candidates
-                if memory.score >= settings.LTMFORGET_TOPIC_MIN_SCORE
+                if memory.score >= settings.LTM_FORGET_TOPIC_MIN_SCORE
                 or topic & content_words(memory.text)
                 or topic & SLOT_TOPICS.get(memory.slot, set())
             ]

@@ -421,7 +421,9 @@ def storage_compact() -> None:
     that readers keep from finishing is finished by the next forget.
     """
     keyword_index_compact()
-    if connection.vendor == "sqlite":
+    # SQLite refuses a checkpoint inside a transaction ("database table is
+    # locked"); the next forget outside one finishes it.
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     get_vector_store().compact()
@@ -454,6 +456,9 @@ def _time(moment: datetime | None) -> str | None:
 def _memory_record(memory: Memory) -> dict:
     return {
         "id": str(memory.vector_key),
+        "kind": memory.kind,
+        "role": memory.role,
+        "passage": memory.passage,
         "status": memory.status,
         "text": memory.text,
         "speaker": memory.speaker,

@@ -32,6 +32,10 @@ PEANUTS = "I am allergic to peanuts."
 FACTS = [PEANUTS, "I have a dog named Rex.", "I play the violin on Sundays."]
 REASON = "ticket 4711: the user reported a wrong memory"
 MEMORIES = "/admin/memories/memory/"
+PEANUTS_FACT = ("fact", PEANUTS)
+PEANUTS_EPISODE = ("episode", PEANUTS)
+REX_FACT = ("fact", "I have a dog named Rex.")
+REX_EPISODE = ("episode", "I have a dog named Rex.")
 
 support_migration = importlib.import_module("memories.migrations.0006_support_group")
 
@@ -67,10 +71,23 @@ def support_client(client, support_group):
 
 @pytest.fixture
 def told(client_a):
-    """Three memories of user u1 of tenant A, each from its own message."""
+    """Three facts of user u1 of tenant A, each from its own message (each
+    message is also kept as an episode: three more memories)."""
     for fact in FACTS:
         assert post_message(client_a, "u1", fact).json()["added"]
-    return {memory.text: memory for memory in Memory.objects.filter(user_id="u1")}
+    return {
+        memory.text: memory
+        for memory in Memory.objects.filter(user_id="u1", kind=Memory.Kind.FACT)
+    }
+
+
+def episode_keys(user_id="u1") -> set[str]:
+    return {
+        str(key)
+        for key in Memory.objects.filter(
+            user_id=user_id, kind=Memory.Kind.EPISODE
+        ).values_list("vector_key", flat=True)
+    }
 
 
 @pytest.fixture
@@ -202,8 +219,15 @@ def test_bulk_hide_makes_one_batched_vector_delete(support_client, told, monkeyp
 
     assert "Hid 3 memories." in response.content.decode()
     assert deletes == [sorted(str(memory.vector_key) for memory in memories)]
-    assert vector_keys(memories[0]) == set()
-    assert set(Memory.objects.values_list("status", flat=True)) == {"hidden"}
+    # Only the facts chosen: the episodes of their messages stay.
+    assert len(episode_keys()) == 3
+    assert vector_keys(memories[0]) == episode_keys()
+    assert set(Memory.objects.filter(kind="fact").values_list("status", flat=True)) == {
+        "hidden"
+    }
+    assert set(
+        Memory.objects.filter(kind="episode").values_list("status", flat=True)
+    ) == {"active"}
     assert not VectorOperation.objects.filter(applied_at__isnull=True).exists()
     for memory in memories:
         assert events(memory)[-1] == ("hide", "staff:sam", REASON)
@@ -216,7 +240,10 @@ def test_bulk_restore_puts_the_vectors_back(support_client, client_a, told):
     response = bulk(support_client, "restore_memories", memories)
 
     assert "Restored 3 memories." in response.content.decode()
-    assert vector_keys(memories[0]) == {str(memory.vector_key) for memory in memories}
+    assert (
+        vector_keys(memories[0])
+        == {str(memory.vector_key) for memory in memories} | episode_keys()
+    )
     assert str(told[PEANUTS].vector_key) in found_by_keyword(client_a, "peanuts")
 
 
@@ -413,7 +440,8 @@ def test_a_bulk_action_without_a_reason_changes_nothing(support_client, told):
 
     assert "A reason is required: nothing was changed." in response.content.decode()
     assert set(Memory.objects.values_list("status", flat=True)) == {"active"}
-    assert len(vector_keys(next(iter(told.values())))) == 3
+    # Three facts and three episodes.
+    assert len(vector_keys(next(iter(told.values())))) == 6
 
 
 # --- who may moderate --------------------------------------------------------
@@ -499,7 +527,7 @@ def test_a_memory_page_shows_provenance_history_and_the_actions(
         },
         format="json",
     )
-    memory = Memory.objects.get(text="I moved to Lisbon last month.")
+    memory = Memory.objects.get(kind="fact", text="I moved to Lisbon last month.")
     moderate(support_client, memory, "hide")
 
     page = support_client.get(f"{MEMORIES}{memory.pk}/change/").content.decode()
@@ -515,17 +543,17 @@ def test_a_memory_page_shows_provenance_history_and_the_actions(
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("", {PEANUTS, "I have a dog named Rex."}),
-        ("?source=import", {"I have a dog named Rex."}),
-        ("?source=message", {PEANUTS}),
-        ("?status__exact=hidden", {PEANUTS}),
-        ("?q=dog", {"I have a dog named Rex."}),
-        ("?q=u2", {"I have a dog named Rex."}),
-        ("?q=tenant-a", {PEANUTS, "I have a dog named Rex."}),
+        ("", {PEANUTS_FACT, PEANUTS_EPISODE, REX_FACT, REX_EPISODE}),
+        ("?source=import", {REX_FACT, REX_EPISODE}),
+        ("?source=message", {PEANUTS_FACT, PEANUTS_EPISODE}),
+        ("?status__exact=hidden", {PEANUTS_FACT}),
+        ("?q=dog", {REX_FACT, REX_EPISODE}),
+        ("?q=u2", {REX_FACT, REX_EPISODE}),
+        ("?q=tenant-a", {PEANUTS_FACT, PEANUTS_EPISODE, REX_FACT, REX_EPISODE}),
         (
             "?happened_at__gte=2020-01-01T00:00:00%2B00:00"
             "&happened_at__lt=2020-01-02T00:00:00%2B00:00",
-            {"I have a dog named Rex."},
+            {REX_FACT, REX_EPISODE},
         ),
     ],
 )
@@ -543,12 +571,14 @@ def test_the_memory_list_searches_and_filters(
         },
         format="json",
     )
-    moderate(support_client, Memory.objects.get(text=PEANUTS), "hide")
+    moderate(support_client, Memory.objects.get(kind="fact", text=PEANUTS), "hide")
 
     response = support_client.get(MEMORIES + query)
 
     assert response.status_code == 200
-    shown = {memory.text for memory in response.context["cl"].result_list}
+    shown = {
+        (memory.kind, memory.text) for memory in response.context["cl"].result_list
+    }
     assert shown == expected
 
 
@@ -566,12 +596,13 @@ def test_the_end_users_page_lists_one_tenants_users_with_counts(
     assert response.status_code == 200
     rows = {row["user_id"]: row for row in response.context["page"]}
     assert set(rows) == {"u1", "u2"}
+    # Facts and episodes are memories alike: 3 facts (one hidden), 3 episodes.
     assert (rows["u1"]["active"], rows["u1"]["hidden"], rows["u1"]["total"]) == (
-        2,
+        5,
         1,
-        3,
+        6,
     )
-    assert rows["u2"]["total"] == 1
+    assert rows["u2"]["total"] == 2
     assert "other-tenant-user" not in response.content.decode()
     # One aggregate query for the page's rows, one count for the paginator.
     on_memories = [
@@ -579,7 +610,7 @@ def test_the_end_users_page_lists_one_tenants_users_with_counts(
     ]
     assert len(on_memories) == 2
     tenant_page = support_client.get(f"/admin/accounts/tenant/{tenant.pk}/change/")
-    assert "3 active, 1 hidden, 0 deleted" in tenant_page.content.decode()
+    assert "7 active, 1 hidden, 0 deleted" in tenant_page.content.decode()
     assert f"/admin/accounts/tenant/{tenant.pk}/end-users/" in (
         tenant_page.content.decode()
     )

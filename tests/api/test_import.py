@@ -39,17 +39,27 @@ def test_import_remembers_each_message_with_its_time_and_id(client_a):
     assert response.status_code == 200
     body = response.json()
     assert body["imported"] == 3
+    assert body["messageIds"] == {
+        message.client_message_id: message.pk for message in Message.objects.all()
+    }
     assert set(body["messageIds"]) == {"D1:3", "D1:4", "D1:5"}
+    # Every message is also kept as said: one episode each.
+    assert body["episodes"] == 3
+    episodes = Memory.objects.filter(kind="episode").order_by("source_message_id")
+    assert [(e.speaker, e.role, e.text) for e in episodes] == [
+        (m["speaker"], "user", m["text"]) for m in CONVERSATION
+    ]
+    assert all(memory["kind"] == "fact" for memory in body["added"])
     texts = {memory["text"] for memory in body["added"]}
     assert "I went to a woodworking class yesterday and it was so calming." in texts
     assert "I painted the old lighthouse last year." in texts
     # The question is kept as a message, not as a memory.
     assert not any("What happened" in text for text in texts)
-    support = Memory.objects.get(text__contains="woodworking class")
+    support = Memory.objects.get(kind="fact", text__contains="woodworking class")
     assert support.speaker == "Rosa"
     assert support.happened_at.date().isoformat() == "2023-05-07"
     assert support.time_granularity == "day"
-    lighthouse = Memory.objects.get(text__contains="lighthouse")
+    lighthouse = Memory.objects.get(kind="fact", text__contains="lighthouse")
     assert lighthouse.happened_at.year == 2022
     assert lighthouse.time_granularity == "year"
     assert [m.client_message_id for m in support.sources.all()] == ["D1:3"]
@@ -62,6 +72,8 @@ def test_importing_the_same_batch_twice_stores_nothing_new(client_a):
     assert again["imported"] == 0
     assert sorted(again["skipped"]) == ["D1:3", "D1:4", "D1:5"]
     assert again["added"] == []
+    assert again["episodes"] == 0
+    assert set(again["messageIds"]) == {"D1:3", "D1:4", "D1:5"}
     assert (Message.objects.count(), Memory.objects.count()) == counts
 
 
@@ -70,6 +82,12 @@ def test_a_partly_known_batch_imports_only_the_new_messages(client_a):
     body = import_messages(client_a, CONVERSATION).json()
     assert body["imported"] == 2
     assert body["skipped"] == ["D1:3"]
+    assert body["episodes"] == 2
+    # Every clientMessageId of the batch is mapped, the known one included.
+    assert body["messageIds"] == {
+        message.client_message_id: message.pk for message in Message.objects.all()
+    }
+    assert set(body["messageIds"]) == {"D1:3", "D1:4", "D1:5"}
 
 
 def test_a_repeated_fact_adds_provenance_not_a_memory(client_a):
@@ -81,8 +99,11 @@ def test_a_repeated_fact_adds_provenance_not_a_memory(client_a):
     }
     body = import_messages(client_a, [repeat]).json()
     assert body["added"] == []
-    memory = Memory.objects.get(text__contains="woodworking class")
+    memory = Memory.objects.get(kind="fact", text__contains="woodworking class")
     assert sorted(m.client_message_id for m in memory.sources.all()) == ["D1:3", "D9:1"]
+    # The same words by the same speaker are one episode too.
+    assert body["episodes"] == 0
+    assert Memory.objects.filter(kind="episode").count() == 1
 
 
 def test_one_speakers_home_does_not_replace_anothers(client_a):
@@ -109,10 +130,13 @@ def test_one_speakers_home_does_not_replace_anothers(client_a):
     assert len(body["added"]) == 2
     (updated,) = body["updated"]
     assert updated["previousText"] == "I live in Boston."
-    assert sorted(Memory.objects.values_list("text", flat=True)) == [
+    assert sorted(
+        Memory.objects.filter(kind="fact").values_list("text", flat=True)
+    ) == [
         "I live in Denver.",
         "I moved to Miami.",
     ]
+    assert body["episodes"] == 3
 
 
 def test_assistant_messages_are_context_not_memories(client_a):
@@ -128,6 +152,10 @@ def test_assistant_messages_are_context_not_memories(client_a):
     ).json()
     assert body["imported"] == 1
     assert body["added"] == []
+    # Kept as what the assistant said, not as a fact about the user.
+    assert body["episodes"] == 1
+    (episode,) = Memory.objects.all()
+    assert (episode.kind, episode.role) == ("episode", "assistant")
 
 
 @pytest.mark.parametrize(
@@ -184,5 +212,48 @@ def test_an_import_writes_the_vector_index_in_one_batch(client_a, vector_store):
 
     vector_store.put = counting_put
     body = import_messages(client_a, CONVERSATION).json()
-    assert calls == [len(body["added"])]
+    # Facts and episodes alike, in one call.
+    assert calls == [len(body["added"]) + body["episodes"]]
     assert not VectorOperation.objects.filter(applied_at__isnull=True).exists()
+
+
+def test_two_speakers_saying_the_same_words_are_two_facts(client_a):
+    said = {"text": "I play the violin.", "sentAt": "2023-01-01T10:00:00Z"}
+    body = import_messages(
+        client_a, [{**said, "speaker": "Ivo"}, {**said, "speaker": "Lea"}]
+    ).json()
+    assert sorted(m["text"] for m in body["added"]) == ["I play the violin."] * 2
+    facts = Memory.objects.filter(kind="fact")
+    assert sorted(f.speaker for f in facts) == ["Ivo", "Lea"]
+    assert len({f.content_hash for f in facts}) == 2
+
+
+def test_a_long_message_is_kept_in_passages(client_a, settings):
+    words = [f"word{i}" for i in range(2 * settings.LTM_PASSAGE_WORDS + 10)]
+    body = import_messages(
+        client_a, [{"text": " ".join(words), "sentAt": "2023-01-01T10:00:00Z"}]
+    ).json()
+    assert body["episodes"] == 3
+    passages = Memory.objects.filter(kind="episode").order_by("passage")
+    assert [p.passage for p in passages] == [0, 1, 2]
+    assert " ".join(p.text for p in passages) == " ".join(words)
+    assert all(len(p.text.split()) <= settings.LTM_PASSAGE_WORDS for p in passages)
+
+
+def test_an_imported_message_may_be_longer_than_a_chat_message(client_a):
+    text = "I like tea. " * 4000  # 48,000 characters: over LTM_MAX_MESSAGE_CHARS
+    body = import_messages(
+        client_a, [{"text": text, "sentAt": "2023-01-01T10:00:00Z"}]
+    ).json()
+    assert body["imported"] == 1
+
+
+def test_an_imported_message_over_its_limit_is_refused(client_a):
+    text = "x" * 400_001
+    response = import_messages(
+        client_a, [{"text": text, "sentAt": "2023-01-01T10:00:00Z"}]
+    )
+    assert response.status_code == 400
+    field = response.json()["error"]["details"]["fields"]["messages"]
+    assert field["0"]["text"][0]["code"] == "max_length"
+    assert Message.objects.count() == 0

@@ -81,9 +81,9 @@ def model(settings):
     fake.stop()
 
 
-def active_texts(user_id="u1") -> list[str]:
+def active_texts(user_id="u1", kind="fact") -> list[str]:
     return sorted(
-        Memory.objects.filter(user_id=user_id, status="active").values_list(
+        Memory.objects.filter(user_id=user_id, status="active", kind=kind).values_list(
             "text", flat=True
         )
     )
@@ -138,10 +138,11 @@ def test_related_memories_reach_the_model_under_aliases_only(model, client_a):
             "happened_on": data["related_memories"][0]["happened_on"],
         }
     ]
-    stored = Memory.objects.get()
     sent = json.dumps(memory_call.body)
-    assert str(stored.vector_key) not in sent
-    assert f'"id": {stored.pk}' not in sent
+    # Neither a fact's nor an episode's real ids reach the model.
+    for stored in Memory.objects.all():
+        assert str(stored.vector_key) not in sent
+        assert f'"id": {stored.pk}' not in sent
     # The recent conversation goes along.
     assert data["recent_messages"][-1]["text"] == "I live in Lisbon."
 
@@ -167,7 +168,12 @@ def test_an_update_supersedes_the_old_fact_and_keeps_it_in_history(model, client
     body = response.json()
     assert [item["text"] for item in body["updated"]] == ["I live in Porto."]
     assert active_texts() == ["I live in Porto."]
-    memory = Memory.objects.get()
+    # What was said stays as said.
+    assert active_texts(kind="episode") == [
+        "I live in Lisbon.",
+        "I moved to Porto this week.",
+    ]
+    memory = Memory.objects.get(kind="fact")
     update = memory.events.get(action=MemoryEvent.Action.UPDATE)
     assert update.old_text == "I live in Lisbon."
     assert update.valid_until == Message.objects.latest("id").sent_at
@@ -184,7 +190,7 @@ def test_a_fact_already_stored_is_not_stored_twice(model, client_a):
 
     assert response.json()["added"] == []
     assert active_texts() == ["I am allergic to peanuts."]
-    assert Memory.objects.get().sources.count() == 2
+    assert Memory.objects.get(kind="fact").sources.count() == 2
 
 
 def test_a_delete_happens_when_the_user_asks_for_it(model, client_a):
@@ -207,6 +213,7 @@ def test_a_delete_happens_when_the_user_asks_for_it(model, client_a):
 
     assert [item["id"] for item in response.json()["deleted"]]
     assert active_texts() == ["I live in Lisbon."]
+    assert "Please forget that I play chess." in active_texts(kind="episode")
 
 
 def test_a_memory_that_gives_orders_changes_nothing(model, client_a):
@@ -306,6 +313,7 @@ def test_a_model_that_keeps_failing_still_loses_nothing(model, client_a, tenant_
     assert [call["outcome"] for call in body["usage"]] == ["failed", "failed"]
     assert "could not answer" in body["reply"]
     assert active_texts() == ["I live in Lisbon."]
+    assert active_texts(kind="episode") == ["I live in Lisbon."]
     # One try and one retry per call, as configured.
     assert len(model.fake.chat_requests()) == 4
     assert TenantUsage.objects.get(tenant=tenant_a).input_tokens == 0
@@ -332,7 +340,7 @@ def test_relative_dates_come_back_as_the_day_they_name(model, client_a):
 
     post_message(client_a, "u1", "I ran a half marathon last Saturday.")
 
-    memory = Memory.objects.get()
+    memory = Memory.objects.get(kind="fact")
     assert memory.happened_at.date().isoformat() == "2026-11-21"
     assert "message_time" in request_data(model.fake.chat_requests()[0].body)
 
@@ -374,6 +382,9 @@ def test_forget_one_fact(job_and_home, client_a):
         "I work as a nurse.",
         "I work night shifts at the hospital.",
     ]
+    # The message the fact came from is redacted: its episode goes too.
+    assert active_texts(kind="episode") == []
+    assert body["forgottenCount"] == 2
 
 
 def test_forget_a_whole_topic(job_and_home, client_a):

@@ -92,7 +92,14 @@ def test_a_forget_on_bedrock_deletes_what_the_model_chose(bedrock, client_a):
 
     response = post_forget(client_a, "u1", "Forget that I live in Lisbon.")
 
-    assert len(response.json()["forgotten"]) == 1
-    assert list(
-        Memory.objects.filter(status="active").values_list("text", flat=True)
-    ) == ["I play chess."]
+    body = response.json()
+    # The fact the model chose, and the episode that holds the request's words
+    # (its message is redacted).
+    assert [(m["kind"], m["previousText"]) for m in body["forgotten"]] == [
+        ("fact", "I live in Lisbon."),
+        ("episode", "I live in Lisbon and I play chess."),
+    ]
+    assert body["forgottenCount"] == 2
+    assert list(Memory.objects.filter(status="active").values_list("kind", "text")) == [
+        ("fact", "I play chess.")
+    ]

@@ -24,9 +24,19 @@ def test_it_stores_each_first_person_fact_of_a_message(client_a):
     assert all(
         memory["sourceMessageId"] == body["messageId"] for memory in body["added"]
     )
-    assert Memory.objects.filter(user_id="u1", status="active").count() == 2
+    assert all(memory["kind"] == "fact" for memory in body["added"])
+    assert (
+        Memory.objects.filter(user_id="u1", status="active", kind="fact").count() == 2
+    )
     message = Message.objects.get(pk=body["messageId"])
     assert "Lisbon" in message.text
+    # The message itself is also kept, as said: one episode.
+    (episode,) = body["episodes"]
+    assert episode["kind"] == "episode"
+    assert episode["role"] == "user"
+    assert episode["text"] == message.text
+    assert episode["sourceMessageId"] == body["messageId"]
+    assert Memory.objects.filter(user_id="u1", kind="episode").count() == 1
 
 
 def test_a_question_recalls_the_memory_that_answers_it(client_a):
@@ -44,7 +54,11 @@ def test_a_question_recalls_the_memory_that_answers_it(client_a):
 def test_questions_and_small_talk_are_not_stored(client_a):
     for text in ("Hi!", "Thanks a lot.", "What time is it?", "Can you help me?", "ok"):
         assert post_message(client_a, "u1", text).json()["added"] == []
-    assert Memory.objects.count() == 0
+    assert Memory.objects.filter(kind="fact").count() == 0
+    # What was said is still kept, as episodes.
+    assert sorted(
+        Memory.objects.filter(kind="episode").values_list("text", flat=True)
+    ) == sorted(("Hi!", "Thanks a lot.", "What time is it?", "Can you help me?", "ok"))
 
 
 def test_a_duplicate_fact_is_not_stored_twice(client_a):
@@ -54,7 +68,12 @@ def test_a_duplicate_fact_is_not_stored_twice(client_a):
     for body in (second, third):
         assert body["added"] == []
         assert body["updated"] == []
-    assert Memory.objects.filter(user_id="u1").count() == 1
+    assert Memory.objects.filter(user_id="u1", kind="fact").count() == 1
+    # An episode is a copy of the words: the same words (up to case and
+    # punctuation) are kept once, other words again.
+    assert second["episodes"] == []
+    assert [e["text"] for e in third["episodes"]] == ["I'm allergic to peanuts."]
+    assert Memory.objects.filter(user_id="u1", kind="episode").count() == 2
 
 
 def test_a_new_home_replaces_the_old_one_and_history_keeps_it(client_a, vector_store):
@@ -71,7 +90,8 @@ def test_a_new_home_replaces_the_old_one_and_history_keeps_it(client_a, vector_s
         ("update", "I live in Porto.", "I moved to Lisbon last month."),
     ]
     recalled = post_message(client_a, "u1", "Where do I live?").json()["recalled"]
-    assert [m["text"] for m in recalled][:1] == ["I moved to Lisbon last month."]
+    facts = [m["text"] for m in recalled if m["kind"] == "fact"]
+    assert facts == ["I moved to Lisbon last month."]
 
 
 def test_a_relative_date_is_resolved_against_the_message_time(client_a):
@@ -85,12 +105,14 @@ def test_a_relative_date_is_resolved_against_the_message_time(client_a):
 
 def test_every_memory_records_its_model_hash_and_actor(client_a):
     post_message(client_a, "u1", "My favourite colour is green.")
-    memory = Memory.objects.get()
-    assert memory.embedding_model == "all-MiniLM-L6-v2-onnx-dynamic-int8"
-    assert memory.embedding_dimension == 384
-    assert len(memory.content_hash) == 64
-    assert memory.updated_by == "api"
-    assert MemoryEvent.objects.get(memory=memory).actor == "api"
+    memories = Memory.objects.all()
+    assert sorted(memory.kind for memory in memories) == ["episode", "fact"]
+    for memory in memories:
+        assert memory.embedding_model == "all-MiniLM-L6-v2-onnx-dynamic-int8"
+        assert memory.embedding_dimension == 384
+        assert len(memory.content_hash) == 64
+        assert memory.updated_by == "api"
+        assert MemoryEvent.objects.get(memory=memory).actor == "api"
 
 
 def test_users_of_one_tenant_do_not_share_memories(client_a):

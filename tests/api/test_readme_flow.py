@@ -37,6 +37,7 @@ def test_the_readme_flow_over_http(live_server):
         },
     )
     assert len(told["added"]) == 2
+    assert [e["kind"] for e in told["episodes"]] == ["episode"]
 
     asked = call(
         f"{base}/message", token, {"userId": "u1", "message": "Where do I live?"}
@@ -49,7 +50,10 @@ def test_the_readme_flow_over_http(live_server):
         {"userId": "u1", "message": "Forget that I am allergic to peanuts."},
     )
     assert "peanuts" in forgot["reply"]
-    assert len(forgot["forgotten"]) == 1
+    assert forgot["scope"] == "memories"
+    # The fact, and the episode of the message that said it.
+    assert [m["kind"] for m in forgot["forgotten"]] == ["fact", "episode"]
+    assert forgot["forgottenCount"] == 2
 
     again = call(
         f"{base}/api/v1/message",

@@ -187,3 +187,66 @@ def test_forgetting_removes_the_words_from_keyword_search_and_context(
                 "WHERE memories_memory_fts MATCH 'zephyrine'"
             )
             assert cursor.fetchone()[0] == 0
+
+
+def test_hits_include_episodes_and_a_kind_filter_keeps_one_kind(client_a, imported):
+    hits = search(client_a, "greyhound Zephyrine", topK=10)
+    assert {hit["kind"] for hit in hits} == {"fact", "episode"}
+    for kind in ("fact", "episode"):
+        only = search(client_a, "greyhound Zephyrine", topK=10, filters={"kind": kind})
+        assert only
+        assert {hit["kind"] for hit in only} == {kind}
+
+
+def test_a_role_filter_keeps_only_that_roles_words(client_a, imported):
+    client_a.post(
+        "/api/v1/memories/import",
+        {
+            "userId": "conv-1",
+            "messages": [
+                {
+                    "role": "assistant",
+                    "text": "Greyhounds like short sprints and long naps.",
+                    "sentAt": "2023-01-11T12:00:00Z",
+                }
+            ],
+        },
+        format="json",
+    )
+    said = search(client_a, "greyhound", topK=10, filters={"role": "assistant"})
+    assert [(hit["kind"], hit["text"]) for hit in said] == [
+        ("episode", "Greyhounds like short sprints and long naps.")
+    ]
+    by_user = search(client_a, "greyhound", topK=10, filters={"role": "user"})
+    assert by_user
+    assert {hit["role"] for hit in by_user} == {"user"}
+
+
+def test_an_unknown_kind_filter_is_refused(client_a, imported):
+    response = client_a.post(
+        "/api/v1/memories/search",
+        {"userId": "conv-1", "query": "x", "filters": {"kind": "rumour"}},
+        format="json",
+    )
+    assert response.status_code == 400
+
+
+def test_the_memory_list_filters_by_kind(client_a, imported):
+    def listed(**params):
+        response = client_a.get("/api/v1/memories", {"userId": "conv-1", **params})
+        assert response.status_code == 200
+        return response.json()
+
+    every = listed()
+    facts = listed(kind="fact")
+    episodes = listed(kind="episode")
+    assert {m["kind"] for m in facts} == {"fact"}
+    assert {m["kind"] for m in episodes} == {"episode"}
+    assert len(episodes) == len(FACTS)
+    assert len(every) == len(facts) + len(episodes)
+    assert (
+        client_a.get(
+            "/api/v1/memories", {"userId": "conv-1", "kind": "rumour"}
+        ).status_code
+        == 400
+    )

@@ -42,8 +42,15 @@ def test_b_cannot_delete_a_memory_of_a_by_its_id(client_b, a_memory):
 def test_b_cannot_forget_a_memory_of_a(client_a, client_b, a_memory):
     body = post_forget(client_b, "shared-user", "Forget that I am allergic to peanuts.")
     assert body.json()["forgotten"] == []
+    assert body.json()["forgottenCount"] == 0
+    assert not Memory.objects.filter(status="deleted").exists()
     recalled = post_message(client_a, "shared-user", "What am I allergic to?").json()
-    assert [m["id"] for m in recalled["recalled"]] == [a_memory["id"]]
+    facts = [m["id"] for m in recalled["recalled"] if m["kind"] == "fact"]
+    assert facts == [a_memory["id"]]
+    # A's episode of the message is still recalled as well.
+    assert [m["text"] for m in recalled["recalled"] if m["kind"] == "episode"] == [
+        "I am allergic to peanuts."
+    ]
 
 
 def test_b_cannot_reach_a_s_vector_with_a_s_key(

@@ -65,9 +65,13 @@ def test_a_failed_vector_write_is_kept_pending_and_applied_by_the_next_request(
     faulty_store.failing_puts = 1
     response = post_message(client_a, "u1", "I am allergic to peanuts.")
     assert response.status_code == 200
-    (pending,) = VectorOperation.objects.filter(applied_at__isnull=True)
-    assert pending.attempts == 1
-    assert "injected" in pending.last_error
+    # The fact and the message's episode, both in the one failed put.
+    pending = list(VectorOperation.objects.filter(applied_at__isnull=True))
+    assert {operation.memory.kind for operation in pending} == {"fact", "episode"}
+    assert len(pending) == 2
+    for operation in pending:
+        assert operation.attempts == 1
+        assert "injected" in operation.last_error
     assert vector_keys(faulty_store, tenant_a) == set()
 
     post_message(client_a, "u1", "Hello again.")
@@ -87,7 +91,9 @@ def test_sync_vectors_applies_what_was_left_pending(client_a, tenant_a, faulty_s
     call_command("sync_vectors", stdout=out)
     assert "0 still pending" in out.getvalue()
     assert vector_keys(faulty_store, tenant_a) == active_keys()
-    assert len(active_keys()) == 2
+    # Two facts and the message's episode.
+    assert len(active_keys()) == 3
+    assert Memory.objects.filter(status="active", kind="fact").count() == 2
 
 
 def test_a_failed_vector_delete_never_brings_the_memory_back(
@@ -96,15 +102,23 @@ def test_a_failed_vector_delete_never_brings_the_memory_back(
     post_message(client_a, "u1", "I am allergic to peanuts.")
     faulty_store.failing_deletes = 1
     forgotten = post_forget(client_a, "u1", "Forget that I am allergic to peanuts.")
-    assert len(forgotten.json()["forgotten"]) == 1
-    # The vector is still there, but the row says deleted: it is never recalled.
-    assert len(vector_keys(faulty_store, tenant_a)) == 1
+    # The fact, and the episode of the message it came from.
+    assert sorted(each["kind"] for each in forgotten.json()["forgotten"]) == [
+        "episode",
+        "fact",
+    ]
+    assert forgotten.json()["forgottenCount"] == 2
+    # The vectors of the fact and of its message's episode are still there, but
+    # the rows say deleted: they are never recalled.
+    assert len(vector_keys(faulty_store, tenant_a)) == 2
+    assert Memory.objects.filter(status="active").count() == 0
     recalled = post_message(client_a, "u1", "Am I allergic to peanuts?").json()[
         "recalled"
     ]
     assert recalled == []
-    # That request also retried the delete.
-    assert vector_keys(faulty_store, tenant_a) == set()
+    # That request also retried the delete; only the new message's episode is left.
+    assert vector_keys(faulty_store, tenant_a) == active_keys()
+    assert Memory.objects.get(status="active").kind == "episode"
 
 
 @pytest.fixture

@@ -87,6 +87,9 @@ def test_memories_record_which_model_embedded_them(
     finally:
         reset_embedder()
     assert response.status_code == 200
-    memory = Memory.objects.get()
-    assert memory.embedding_model == model_name
-    assert np.frombuffer(memory.embedding, dtype=np.float32).shape == (384,)
+    # The fact and the message's episode, both embedded by the same model.
+    memories = list(Memory.objects.all())
+    assert sorted(memory.kind for memory in memories) == ["episode", "fact"]
+    for memory in memories:
+        assert memory.embedding_model == model_name
+        assert np.frombuffer(memory.embedding, dtype=np.float32).shape == (384,)

@@ -151,3 +151,23 @@ def test_count_counts_all_or_one_namespace(path):
     assert store.count() == 3
     assert store.count(namespace=BOB) == 2
     assert store.count(namespace=OTHER_TENANT_ALICE) == 0
+
+
+def test_compact_leaves_no_copy_of_a_deleted_vectors_text_in_the_files(path):
+    store = open_store(path)
+    store.put(namespace=ALICE, records=[VectorRecord("kept", unit(1), {"t": "kept"})])
+    secret = "Xiomara-secret-words"
+    store.put(
+        namespace=ALICE, records=[VectorRecord("gone", unit(0, 1), {"t": secret})]
+    )
+    store.delete(namespace=ALICE, keys=["gone"])
+
+    store.compact()
+
+    files = [p for p in path.parent.iterdir() if p.name.startswith(path.name)]
+    assert files
+    for file in files:
+        assert secret.encode() not in file.read_bytes(), file.name
+    assert [r.key for r in store.get(namespace=ALICE, keys=["kept", "gone"])] == [
+        "kept"
+    ]

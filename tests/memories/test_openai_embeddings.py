@@ -71,7 +71,8 @@ def test_each_memory_keeps_the_vector_of_its_own_text(client_a, openai_embedding
 
     assert response.status_code == 200
     memories = list(Memory.objects.filter(status=Memory.Status.ACTIVE))
-    assert len(memories) == 2
+    # Two facts, and the message as an episode.
+    assert sorted(memory.kind for memory in memories) == ["episode", "fact", "fact"]
     for memory in memories:
         expected = np.asarray(fake_embedding(memory.text, DIMENSION), dtype=np.float32)
         assert np.allclose(stored_vector(memory), expected, atol=1e-5)
@@ -110,7 +111,9 @@ def test_a_rate_limit_answer_is_retried_and_the_message_is_kept(
 
     assert response.status_code == 200, response.content
     assert len(openai_embeddings.embedding_requests()) == 2
-    assert Memory.objects.filter(status=Memory.Status.ACTIVE).count() == 2
+    active = Memory.objects.filter(status=Memory.Status.ACTIVE)
+    assert active.filter(kind=Memory.Kind.FACT).count() == 2
+    assert active.filter(kind=Memory.Kind.EPISODE).get().text == TWO_FACTS
 
 
 def test_a_server_that_keeps_failing_gives_503_and_stores_nothing(
@@ -130,7 +133,11 @@ def test_a_server_that_keeps_failing_gives_503_and_stores_nothing(
     assert Memory.objects.count() == before_memories
     assert Message.objects.count() == before_messages
     listed = client_a.get("/api/v1/memories", {"userId": "u1"}).json()
-    assert [item["text"] for item in listed] == ["My name is Ada."]
+    # The fact and the episode of the first message only.
+    assert sorted((item["kind"], item["text"]) for item in listed) == [
+        ("episode", "My name is Ada."),
+        ("fact", "My name is Ada."),
+    ]
 
 
 def test_vectors_of_the_wrong_dimension_are_refused(client_a, openai_embeddings):

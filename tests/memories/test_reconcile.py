@@ -38,8 +38,11 @@ def namespace_of(tenant, user_id="u1") -> Namespace:
     return Namespace(tenant_id=tenant.pk, user_id=user_id)
 
 
-def active_memories(tenant, user_id="u1") -> list[Memory]:
-    return list(Memory.objects.filter(tenant=tenant, user_id=user_id, status="active"))
+def active_memories(tenant, user_id="u1", **kind) -> list[Memory]:
+    """Active memories of a user: facts and episodes, or `kind="fact"` only."""
+    return list(
+        Memory.objects.filter(tenant=tenant, user_id=user_id, status="active", **kind)
+    )
 
 
 def stored_record(store, memory) -> VectorRecord:
@@ -67,11 +70,13 @@ def assert_index_matches_rows(store, tenant, user_id="u1"):
 
 @pytest.fixture
 def remembered(client_a, tenant_a, vector_store):
-    """Tenant A's user u1 with two memories, index and table in agreement."""
+    """Tenant A's user u1 with two facts (and the two episodes of the messages
+    they came from), index and table in agreement. Returns the facts."""
     post_message(client_a, "u1", "I am allergic to peanuts.")
     post_message(client_a, "u1", "I work as a baker.")
-    assert len(active_memories(tenant_a)) == 2
-    return active_memories(tenant_a)
+    assert len(active_memories(tenant_a, kind="fact")) == 2
+    assert len(active_memories(tenant_a, kind="episode")) == 2
+    return active_memories(tenant_a, kind="fact")
 
 
 # --- the problems, each made directly in the store -------------------------
@@ -135,7 +140,8 @@ def test_a_clean_index_reports_nothing_and_exits_0(client_b):
     assert status == 0
     assert "tenant-a (id" in output
     assert "orphans 0, missing 0, drift 0; outbox pending 0" in output
-    assert "Total: 3 vector(s) listed, 3 row(s) checked, 0 difference(s)" in output
+    # Three facts and the episodes of their three messages.
+    assert "Total: 6 vector(s) listed, 6 row(s) checked, 0 difference(s)" in output
     assert "The vector index matches." in output
 
 
@@ -203,7 +209,8 @@ def test_tenant_limits_the_check_and_the_repair_to_one_tenant(
     assert status == 1
     assert "tenant-b (id" in output
     assert "orphans 1, missing 0, drift 0" in output
-    assert vector_store.count(namespace=namespace_of(tenant_b)) == 2
+    # Its fact, the episode of its message, and the orphan.
+    assert vector_store.count(namespace=namespace_of(tenant_b)) == 3
 
 
 def test_an_unknown_tenant_is_refused():
@@ -265,11 +272,12 @@ def test_a_write_still_in_the_outbox_is_reported_as_pending(
     use_vector_store(faulty)
     post_message(client_a, "u1", "I am allergic to peanuts.")
 
+    # The fact and the message's episode went in the one failed put.
     report = for_tenant(vectors_reconcile(), tenant_a)
-    assert (report.missing, report.outbox_pending) == (1, 1)
+    assert (report.missing, report.outbox_pending) == (2, 2)
     status, output = reconcile()
     assert status == 1
-    assert "missing 1, drift 0; outbox pending 1" in output
+    assert "missing 2, drift 0; outbox pending 2" in output
 
 
 # --- what counts as drift --------------------------------------------------

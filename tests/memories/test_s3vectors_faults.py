@@ -69,12 +69,13 @@ def test_commit_then_put_fails(s3, client_a, tenant_a):
     response = post_message(client_a, "u1", "I play the violin and I live in Porto.")
 
     assert response.status_code == 200
-    assert len(active_keys(tenant_a)) == 2
+    # Two facts and the message's episode.
+    assert len(active_keys(tenant_a)) == 3
     assert index_keys(s3, tenant_a) == set()
     with pytest.raises(CommandError):
         call_command("reconcile_vectors", "--no-progress", stdout=StringIO())
     repair_and_check(s3, tenant_a)
-    assert len(active_keys(tenant_a)) == 2
+    assert len(active_keys(tenant_a)) == 3
 
 
 @pytest.fixture
@@ -120,10 +121,11 @@ def test_put_succeeds_then_the_commit_fails(
     assert response.status_code == 200
     # The vectors are written; the outbox still says pending.
     assert index_keys(s3, tenant_a) == active_keys(tenant_a) != set()
-    assert VectorOperation.objects.filter(applied_at__isnull=True).count() == 2
+    # Two facts and the message's episode.
+    assert VectorOperation.objects.filter(applied_at__isnull=True).count() == 3
     failing_outbox_mark()
     repair_and_check(s3, tenant_a)
-    assert len(active_keys(tenant_a)) == 2
+    assert len(active_keys(tenant_a)) == 3
 
 
 @pytest.mark.django_db(transaction=True)
@@ -133,9 +135,13 @@ def test_a_throttled_delete_is_finished_later(s3, client_a, tenant_a):
 
     forgotten = post_forget(client_a, "u1", "Forget that I play the violin.")
 
-    assert len(forgotten.json()["forgotten"]) == 1
-    # The vector outlived its row for now, but it is never recalled.
-    assert len(index_keys(s3, tenant_a)) == 2
+    # The violin fact, and the episode of the message it came from.
+    assert sorted(each["kind"] for each in forgotten.json()["forgotten"]) == [
+        "episode",
+        "fact",
+    ]
+    # The vectors outlived their rows for now, but they are never recalled.
+    assert len(index_keys(s3, tenant_a)) == 3
     search = client_a.post(
         "/api/v1/memories/search",
         {"userId": "u1", "query": "violin", "topK": 5},
@@ -143,7 +149,9 @@ def test_a_throttled_delete_is_finished_later(s3, client_a, tenant_a):
     )
     assert all("violin" not in hit["text"] for hit in search.json()["hits"])
     repair_and_check(s3, tenant_a)
+    # The Porto fact is all that is left.
     assert len(active_keys(tenant_a)) == 1
+    assert Memory.objects.get(status="active").kind == "fact"
 
 
 @pytest.mark.django_db
@@ -153,10 +161,11 @@ def test_a_process_killed_between_commit_and_put(s3, client_a, tenant_a):
     post_message(client_a, "u1", "I play the violin and I live in Porto.")
 
     assert index_keys(s3, tenant_a) == set()
-    assert VectorOperation.objects.filter(applied_at__isnull=True).count() == 2
+    # Two facts and the message's episode.
+    assert VectorOperation.objects.filter(applied_at__isnull=True).count() == 3
     out = StringIO()
     with pytest.raises(CommandError):
         call_command("reconcile_vectors", "--no-progress", stdout=out)
     assert "missing" in out.getvalue()
     repair_and_check(s3, tenant_a)
-    assert len(active_keys(tenant_a)) == 2
+    assert len(active_keys(tenant_a)) == 3

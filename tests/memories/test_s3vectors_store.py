@@ -245,7 +245,8 @@ def test_remember_recall_and_forget_through_the_api(on_s3, client_a, tenant_a):
     )
     assert response.status_code == 200
     assert index_keys(on_s3, tenant_a) == active_keys(tenant_a)
-    assert len(active_keys(tenant_a)) == 2
+    # Two facts and the message's episode.
+    assert len(active_keys(tenant_a)) == 3
 
     search = client_a.post(
         "/api/v1/memories/search",
@@ -257,8 +258,10 @@ def test_remember_recall_and_forget_through_the_api(on_s3, client_a, tenant_a):
 
     post_forget(client_a, "u1", "Forget that I am allergic to peanuts.")
 
+    # The fact is forgotten with the episode of its message: only Lisbon is left.
     assert index_keys(on_s3, tenant_a) == active_keys(tenant_a)
     assert len(active_keys(tenant_a)) == 1
+    assert Memory.objects.get(status="active").kind == "fact"
     listed = on_s3.client().list_vectors(
         vectorBucketName=BUCKET, indexName=f"ltm-t{tenant_a.pk}", returnMetadata=True
     )
@@ -287,7 +290,8 @@ def test_a_failed_put_stays_in_the_outbox_until_sync_vectors(on_s3, client_a, te
 
     assert response.status_code == 200
     assert index_keys(on_s3, tenant_a) == set()
-    assert VectorOperation.objects.filter(applied_at__isnull=True).count() == 1
+    # The fact and the message's episode.
+    assert VectorOperation.objects.filter(applied_at__isnull=True).count() == 2
 
     call_command("sync_vectors", stdout=StringIO())
 
@@ -316,7 +320,10 @@ def test_a_near_duplicate_is_still_found_without_querying_s3(on_s3, client_a):
     response = post_message(client_a, "u1", "I am allergic to peanuts!")
 
     assert response.json()["added"] == []
-    assert Memory.objects.filter(status="active").count() == 1
+    # The fact, and the first message's episode: the same words again are one
+    # more source of it, not a second episode.
+    assert Memory.objects.filter(status="active", kind="fact").count() == 1
+    assert Memory.objects.filter(status="active", kind="episode").count() == 1
     assert on_s3.calls["QueryVectors"] == 1  # the recall, nothing more
 
 

@@ -10,9 +10,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from memories import outbox, user_data, writes
+from memories import outbox, writes
 from memories.models import Memory, MemoryEvent, Message, VectorOperation
 from memories.providers.embeddings import get_embedder
+from memories.user_data import core as user_data
 from memories.vectorstores import (
     Namespace,
     VectorRecord,
@@ -71,7 +72,9 @@ def told(client_a, client_b):
     post_message(client_b, "u1", "I paddle a red kayak every Sunday.")
     home = Memory.objects.get(user_id="u1", slot="home", status="active")
     assert [e.old_text for e in home.events.all()] == ["", "I live in Lisbon."]
-    assert Memory.objects.filter(user_id="u1", status="deleted").count() == 1
+    # The cat, and the episode of the message it came from.
+    forgotten = Memory.objects.filter(user_id="u1", status="deleted")
+    assert sorted(forgotten.values_list("kind", flat=True)) == ["episode", "fact"]
 
 
 def forget_user(*args: str) -> tuple[int, str]:
@@ -144,15 +147,16 @@ def test_forget_user_leaves_no_vector_and_no_text_anywhere(tenant_a, tenant_b):
         memory__tenant=tenant_a, memory__user_id="u1", action="update"
     )
     assert [(e.old_text, e.new_text) for e in home_events] == [("", "")]
+    # The fact forgotten before and its message's episode were deleted already.
     assert MemoryEvent.objects.filter(actor="operator:forget_user").count() == (
-        memories - 1  # the memory forgotten before was deleted already
+        memories - 2
     )
-    # And it still says who deleted it.
+    # And they still say who deleted them.
     assert sorted(
         Memory.objects.filter(tenant=tenant_a, user_id="u1").values_list(
             "updated_by", flat=True
         )
-    ) == ["api"] + ["operator:forget_user"] * (memories - 1)
+    ) == ["api"] * 2 + ["operator:forget_user"] * (memories - 2)
     kept = Message.objects.filter(tenant=tenant_a, user_id="u1")
     assert kept.count() == messages
     assert all(message.redacted_at is not None for message in kept)
@@ -243,7 +247,8 @@ def test_a_dry_run_prints_counts_and_changes_nothing(tenant_a):
         "text), "
     ) in out
     assert f"{vector_count(tenant_a)} vector(s) in the store" in out
-    assert "'u2': 1 memory row(s) (1 to forget)" in out
+    # u2's fact and the episode of its message.
+    assert "'u2': 2 memory row(s) (2 to forget)" in out
     assert "nothing changed for 2 user(s)" in out
 
 
@@ -320,12 +325,13 @@ def test_deleted_memories_left_with_content_are_erased_too(tenant_a, client_a):
     post_message(client_a, "u1", "I play the saxophone and I live in Porto.")
     # As a path that deleted without erasing would have left them.
     Memory.objects.filter(user_id="u1").update(status="deleted")
-    assert vector_count(tenant_a) == 2
+    # Two facts and the message's episode.
+    assert vector_count(tenant_a) == 3
 
     status, out = forget_user("--tenant", "tenant-a", "u1")
 
     assert status == 0, out
-    assert "'u1': 2 memory row(s) erased (0 newly deleted)" in out
+    assert "'u1': 3 memory row(s) erased (0 newly deleted)" in out
     assert vector_count(tenant_a) == 0
     assert database_rows_containing("saxophone") == []
 
@@ -347,7 +353,8 @@ def test_verification_fails_while_a_vector_of_a_live_memory_remains(
     status, out = forget_user("--tenant", "tenant-a", "u1")
 
     assert status == 1
-    assert "remaining: 1 vector(s), 1 memory row(s) with content" in out
+    # The new fact and its message's episode.
+    assert "remaining: 2 vector(s), 2 memory row(s) with content" in out
     assert "Data remains for 1 user(s): 'u1'; run it again" in out
 
 
@@ -486,7 +493,8 @@ def test_the_export_holds_every_memory_and_message_of_the_user_only(
         str(target) if to_file else "-",
     )
     if to_file:
-        assert "Wrote 6 memories and" in output
+        # Six facts and the episodes of the five messages they came from.
+        assert "Wrote 11 memories and 6 messages" in output
         assert target.stat().st_mode & 0o077 == 0  # personal data: owner only
         output = target.read_text(encoding="utf-8")
     exported = read_export(output, export_format)
@@ -509,7 +517,21 @@ def test_the_export_holds_every_memory_and_message_of_the_user_only(
     for other in ("typewriters", "kayak"):
         assert other not in output
 
-    by_text = {m["text"]: m for m in exported["memories"]}
+    # A message and the fact it states can have the same words: tell them apart.
+    facts = {str(key) for key in memories.filter(kind="fact").values_list(
+        "vector_key", flat=True
+    )}  # fmt: skip
+    assert len(facts) == 6
+    by_text = {m["text"]: m for m in exported["memories"] if m["id"] in facts}
+    episodes = {m["text"]: m for m in exported["memories"] if m["id"] not in facts}
+    assert set(episodes) == {
+        "",  # the message stating the fact forgotten before
+        "I live in Lisbon and I am allergic to peanuts.",
+        "I moved to Porto last week.",
+        "I went surfing in Nazaré yesterday.",
+        "I saw a heron by the river.",
+    }
+    assert episodes["I saw a heron by the river."]["speaker"] == "Rosa"
     home = by_text["I moved to Porto last week."]
     assert [(e["action"], e["oldText"]) for e in home["history"]] == [
         ("add", ""),
@@ -521,10 +543,14 @@ def test_the_export_holds_every_memory_and_message_of_the_user_only(
     assert heron["speaker"] == "Rosa"
     assert [s["clientMessageId"] for s in heron["sources"]] == ["D1:2"]
     assert heron["sourceMessageId"] == heron["sources"][0]["messageId"]
-    # The memory forgotten before, and the forget request, are tombstones.
-    (tombstone,) = [m for m in exported["memories"] if m["status"] == "deleted"]
-    assert tombstone["text"] == ""
-    assert [e["action"] for e in tombstone["history"]] == ["add", "delete"]
+    # The memory forgotten before, the episode of its message, and the forget
+    # request, are tombstones.
+    tombstones = [m for m in exported["memories"] if m["status"] == "deleted"]
+    assert len(tombstones) == 2
+    assert len([m for m in tombstones if m["id"] in facts]) == 1
+    for tombstone in tombstones:
+        assert tombstone["text"] == ""
+        assert [e["action"] for e in tombstone["history"]] == ["add", "delete"]
     (request,) = [m for m in exported["messages"] if m["kind"] == "forget"]
     assert (request["text"], request["redactedAt"] is not None) == ("", True)
     imported = [m for m in exported["messages"] if m["clientMessageId"]]

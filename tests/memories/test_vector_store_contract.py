@@ -264,7 +264,7 @@ def test_hybrid_query_finds_by_words_what_the_vector_misses(store):
     )
     store.put(namespace=ALICE, records=records)
 
-    if not store.supports_text_search:
+    if not store.capabilities.text_search:
         # Keywords are ranked by the database for this store.
         with pytest.raises(VectorStoreError):
             store.hybrid_query(namespace=ALICE, vector=unit(1), text="Xiomara", top_k=5)
@@ -378,3 +378,25 @@ def test_no_filter_reaches_outside_the_namespace(store, where):
     hits = store.query(namespace=ALICE, vector=unit(1), top_k=50, where=where)
 
     assert all(hit.key.startswith("1-alice-") for hit in hits)
+
+
+def test_capabilities_say_where_queries_and_keywords_run(store):
+    # The local file is queried in this process; S3 Vectors is remote and may
+    # rank keywords itself (only with text search configured).
+    assert store.capabilities.local_queries is (isinstance(store, LocalVectorStore))
+    if isinstance(store, LocalVectorStore):
+        assert store.capabilities.text_search is False
+
+
+def test_compact_keeps_every_vector_still_stored(store):
+    store.put(
+        namespace=ALICE,
+        records=[VectorRecord(k, unit(1, i), {"text": k}) for i, k in enumerate("abc")],
+    )
+    store.delete(namespace=ALICE, keys=["b"])
+
+    store.compact()
+    store.compact()  # nothing left to do is no error
+
+    assert sorted(store.list_keys(namespace=ALICE)) == ["a", "c"]
+    assert [r.metadata["text"] for r in store.get(namespace=ALICE, keys=["c"])] == ["c"]
