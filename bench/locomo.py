@@ -96,7 +96,13 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear report
     from memories.providers.embeddings import get_embedder
 
     data = json.loads(Path(args.path).read_text())
-    tenant = tenant_create(slug=f"locomo-{int(time.time())}")
+    from accounts.models import Tenant
+
+    # With --data-dir, a second run reuses the first's imports (skipped by their
+    # ids) and measures search alone, e.g. under other search settings.
+    tenant = Tenant.objects.filter(slug="locomo").first() or tenant_create(
+        slug="locomo"
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_issue(tenant=tenant).secret}")
     get_embedder().embed(["warm up"])

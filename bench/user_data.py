@@ -118,6 +118,7 @@ def generate(tenant_slug: str, count: int, seed: int) -> float:
                         content_hash=writes.memory_digest(
                             kind="fact", role="", speaker="", text=texts[i]
                         ),
+                        search_body=texts[i],
                         context_text=f"friend {(start + i) % 97}",
                         embedding_model=embedder.model_name,
                         embedding_dimension=embedder.dimension,

@@ -164,7 +164,8 @@ CACHES = {
 }
 
 # --- Memory pipeline providers --------------------------------------------
-# Embeddings: "local" (bundled MiniLM, offline) or "openai".
+# Embeddings: "local" (bundled MiniLM, offline), "openai", "bedrock" or
+# "multilingual" (USE multilingual v3, offline; needs the `multilingual` extra).
 LTM_EMBEDDINGS_PROVIDER = env.str("LTM_EMBEDDINGS_PROVIDER", default="local")
 # Override where the local model's files are (defaults: the installed packages).
 LTM_LOCAL_EMBEDDING_MODEL_PATH = env.str("LTM_LOCAL_EMBEDDING_MODEL_PATH", default="")
@@ -267,6 +268,8 @@ LTM_IMPORT_MAX_MESSAGES = env.int("LTM_IMPORT_MAX_MESSAGES", default=500)
 LTM_PASSAGE_WORDS = env.int("LTM_PASSAGE_WORDS", default=60)
 # Weight of what an assistant said against what the user said, in search.
 LTM_SEARCH_ASSISTANT_WEIGHT = env.float("LTM_SEARCH_ASSISTANT_WEIGHT", default=0.25)
+# Weight of episodes (what was said) against facts (what was taken from it).
+LTM_SEARCH_EPISODE_WEIGHT = env.float("LTM_SEARCH_EPISODE_WEIGHT", default=1.0)
 
 LOGGING = {
     "version": 1,

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.checks import Error, register
 
-EMBEDDINGS_PROVIDERS = ("local", "openai", "bedrock")
+EMBEDDINGS_PROVIDERS = ("local", "multilingual", "openai", "bedrock")
 LLM_PROVIDERS = ("offline", "openai", "bedrock")
 
 

@@ -67,7 +67,9 @@ def apply(
     changes: list[MemoryChange] = []
     # The memory each operation of the list wrote or named, by its index.
     memory_of: dict[int, Memory] = {}
-    pending: list[tuple[int, Memory]] = []
+    # (index of the operation, or None for an episode, the unsaved memory)
+    pending: list[tuple[int | None, Memory]] = []
+    stored_episodes: list[Memory] = []
     repeats: list[tuple[Memory, Message]] = []
     deletes: list[Memory] = []
 
@@ -75,7 +77,10 @@ def apply(
         created = memories_create(memories=[m for _, m in pending], actor=actor)
         copies = {id(memory): original for memory, original in created.copies}
         for index, memory in pending:
-            if id(memory) in copies:
+            if index is None:
+                if memory.pk is not None and id(memory) not in copies:
+                    stored_episodes.append(memory)
+            elif id(memory) in copies:
                 # Stored meanwhile by a concurrent request: a repeat of that one.
                 memory_of[index] = copies[id(memory)]
             elif memory.pk is not None:
@@ -133,6 +138,18 @@ def apply(
             changes.append(MemoryChange(Op.UPDATE, memory, previous))
         elif operation.op == Op.DELETE:
             deletes.append(memory)
+    # Episodes go in the same bulk writes as the facts added last.
+    pending.extend(
+        (None, draft)
+        for draft in episode_drafts(
+            tenant=tenant,
+            user_id=user_id,
+            messages=messages,
+            contexts=contexts,
+            episodes=episodes,
+            actor=actor,
+        )
+    )
     flush()
     sources_add(repeats)
     for memory in deletes:
@@ -146,14 +163,6 @@ def apply(
         )
         memory.refresh_from_db()
         changes.append(MemoryChange(Op.DELETE, memory, previous))
-    stored_episodes = episodes_store(
-        tenant=tenant,
-        user_id=user_id,
-        messages=messages,
-        contexts=contexts,
-        episodes=episodes,
-        actor=actor,
-    )
     return Applied(changes=changes, episodes=stored_episodes)
 
 
@@ -166,7 +175,7 @@ def operation_reason(operations: list[Operation], memory: Memory) -> str:
     return ""
 
 
-def episodes_store(
+def episode_drafts(
     *,
     tenant: Tenant,
     user_id: str,
@@ -175,8 +184,8 @@ def episodes_store(
     episodes: list[EpisodeDraft],
     actor: str,
 ) -> list[Memory]:
-    """Keep what was said as episodes; words already kept (the same message sent
-    again) gain the message as a source instead.
+    """What was said, as episodes to store; words already kept (the same message
+    sent again) gain the message as a source instead of being stored twice.
 
     A passage's context holds the rest of its message too: a message is found
     by all of its words, through the passage that matches best.
@@ -193,7 +202,7 @@ def episodes_store(
         ]
         return " ".join([contexts[episode.message_index], *others]).strip()
 
-    drafts = [
+    return [
         memory_build(
             tenant=tenant,
             user_id=user_id,
@@ -207,4 +216,3 @@ def episodes_store(
         )
         for episode in episodes
     ]
-    return memories_create(memories=drafts, actor=actor).created

@@ -112,7 +112,10 @@ def forget_handle(
             ),
         ]
     chosen = [by_key[key] for key in dict.fromkeys(chosen_keys) if key in by_key]
-    views: list[MemoryView] = [memory_view(hit) for hit in chosen]
+    # A fact and the episode it came from often say the same words: told once.
+    views: list[MemoryView] = list(
+        {hit.memory.text: memory_view(hit) for hit in chosen}.values()
+    )
     forgotten: list[MemoryChange] = []
     count = 0
     with transaction.atomic(), vector_sync_batch():

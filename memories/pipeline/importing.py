@@ -12,7 +12,7 @@ from memories.outbox import vector_operations_retry, vector_sync_batch
 from memories.pipeline.apply import EpisodeDraft, MemoryChange, apply
 from memories.pipeline.context import context_for, messages_before, stored_for
 from memories.pipeline.decide import decide_rules
-from memories.pipeline.embedding import embed_all, embedded_text, message_passages
+from memories.pipeline.embedding import embed_messages, message_passages
 from memories.pipeline.message import link_to_previous, proposal_of
 from memories.providers.llm import get_language_model
 from memories.writes import Actor
@@ -76,19 +76,14 @@ def messages_import(
         for item in fresh
     ]
     passages = [message_passages(item.text) for item in fresh]
-    passage_texts = [
-        embedded_text(item.speaker, passage)
-        for item, message_passages_ in zip(fresh, passages, strict=True)
-        for passage in message_passages_
-    ]
-    fact_texts = [
-        embedded_text(item.speaker, fact.text)
-        for item, message_facts in zip(fresh, facts, strict=True)
-        for fact in message_facts
-    ]
-    vectors = embed_all(passage_texts + fact_texts)
-    passage_vectors = vectors[: len(passage_texts)]
-    fact_vectors = vectors[len(passage_texts) :]
+    passage_vectors, fact_vectors = embed_messages(
+        [
+            (item.speaker, message_passages_, [fact.text for fact in message_facts])
+            for item, message_passages_, message_facts in zip(
+                fresh, passages, facts, strict=True
+            )
+        ]
+    )
     changes: list[MemoryChange] = []
     episodes: list[Memory] = []
     with transaction.atomic(), vector_sync_batch():
@@ -139,31 +134,27 @@ def messages_import(
             contexts = [context_for(messages, i, before) for i in range(len(messages))]
             position = {original: new for new, original in enumerate(kept)}
             proposals, episode_drafts = [], []
-            fact_cursor = passage_cursor = 0
             for original, item in enumerate(fresh):
-                for fact in facts[original]:
-                    if original in position:
-                        proposals.append(
-                            proposal_of(
-                                fact,
-                                message_index=position[original],
-                                vector=fact_vectors[fact_cursor],
-                                speaker=item.speaker,
-                                role=item.role,
-                            )
+                if original not in position:
+                    continue
+                for fact, vector in zip(
+                    facts[original], fact_vectors[original], strict=True
+                ):
+                    proposals.append(
+                        proposal_of(
+                            fact,
+                            message_index=position[original],
+                            vector=vector,
+                            speaker=item.speaker,
+                            role=item.role,
                         )
-                    fact_cursor += 1
-                for number, passage in enumerate(passages[original]):
-                    if original in position:
-                        episode_drafts.append(
-                            EpisodeDraft(
-                                position[original],
-                                number,
-                                passage,
-                                passage_vectors[passage_cursor],
-                            )
-                        )
-                    passage_cursor += 1
+                    )
+                for number, (passage, vector) in enumerate(
+                    zip(passages[original], passage_vectors[original], strict=True)
+                ):
+                    episode_drafts.append(
+                        EpisodeDraft(position[original], number, passage, vector)
+                    )
             operations = decide_rules(
                 proposals,
                 stored_for(tenant=tenant, user_id=user_id, proposals=proposals),

@@ -314,9 +314,14 @@ def build_embedder() -> Embedder:
             timeout=settings.LTM_LLM_TIMEOUT_SECONDS,
             max_attempts=settings.LTM_LLM_MAX_RETRIES + 1,
         )
+    if provider == "multilingual":
+        # Imported here: that module imports this one.
+        from memories.providers.multilingual import MultilingualEmbedder
+
+        return MultilingualEmbedder(threads=settings.LTM_EMBEDDING_THREADS)
     raise ImproperlyConfigured(
-        f"Unknown LTM_EMBEDDINGS_PROVIDER {provider!r}: use 'local', 'openai' or "
-        "'bedrock'."
+        f"Unknown LTM_EMBEDDINGS_PROVIDER {provider!r}: use 'local', 'openai', "
+        "'bedrock' or 'multilingual'."
     )
 
 

@@ -37,12 +37,18 @@ class _Candidate:
     key: str
     source: int | None
     role: str
+    kind: str
 
 
-def _role_weight(role: str) -> float:
+def _weight(candidate: "_Candidate") -> float:
     # What the assistant said is long and general; what the user said is what
     # a memory is for. Both are found, the user's first when they tie.
-    return settings.LTM_SEARCH_ASSISTANT_WEIGHT if role == "assistant" else 1.0
+    weight = 1.0
+    if candidate.role == "assistant":
+        weight = settings.LTM_SEARCH_ASSISTANT_WEIGHT
+    if candidate.kind == Memory.Kind.EPISODE:
+        weight *= settings.LTM_SEARCH_EPISODE_WEIGHT
+    return weight
 
 
 def active_rows(tenant: Tenant, user_id: str, filters: SearchFilters):
@@ -84,7 +90,7 @@ def memory_search(
         by_key = {candidate.key: candidate for candidate in found}
         ordered = [by_key[hit.key] for hit in fused if hit.key in by_key]
         scores = {
-            candidate.pk: _role_weight(candidate.role) / (rrf_k + rank)
+            candidate.pk: _weight(candidate) / (rrf_k + rank)
             for rank, candidate in enumerate(ordered, start=1)
         }
         return _hits(
@@ -123,7 +129,7 @@ def memory_search(
             settings.LTM_SEARCH_KEYWORD_WEIGHT / (rrf_k + rank)
         )
     for pk in scores:
-        scores[pk] *= _role_weight(by_pk[pk].role)
+        scores[pk] *= _weight(by_pk[pk])
     ordered = sorted((by_pk[pk] for pk in scores), key=lambda c: (-scores[c.pk], c.pk))
     return _hits(
         candidates=ordered,
@@ -149,9 +155,9 @@ def _candidates(
         Q(vector_key__in=keys) | Q(pk__in=list(ids))
     )
     return [
-        _Candidate(pk=pk, key=str(key), source=source, role=role)
-        for pk, key, source, role in rows.values_list(
-            "pk", "vector_key", "source_message_id", "role"
+        _Candidate(pk=pk, key=str(key), source=source, role=role, kind=kind)
+        for pk, key, source, role, kind in rows.values_list(
+            "pk", "vector_key", "source_message_id", "role", "kind"
         )
     ]
 
