@@ -99,8 +99,15 @@ def split_clauses(message: str) -> list[str]:
     return clauses
 
 
+# A "fact" longer than this is a paragraph, code or a list: it is kept as what
+# was said (an episode) rather than as one fact.
+MAX_FACT_WORDS = 50
+
+
 def is_fact_worth_keeping(clause: str) -> bool:
     """A first-person statement that is not a question, small talk or a request."""
+    if len(clause.split()) > MAX_FACT_WORDS:
+        return False
     if clause.endswith("?") or _QUESTION_START.match(clause):
         return False
     if _SMALL_TALK.match(clause) or _PHATIC.match(clause) or _REQUEST.match(clause):
@@ -112,6 +119,8 @@ def is_fact_worth_keeping(clause: str) -> bool:
 
 def is_statement_worth_keeping(clause: str) -> bool:
     """Any statement with some content: not a question, small talk or a request."""
+    if len(clause.split()) > MAX_FACT_WORDS:
+        return False
     if clause.endswith("?") or _QUESTION_START.match(clause):
         return False
     if _SMALL_TALK.match(clause) or _PHATIC.match(clause) or _REQUEST.match(clause):
