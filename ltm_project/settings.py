@@ -251,7 +251,7 @@ LTM_FORGET_TOPIC_MIN_SCORE = env.float("LTM_FORGET_TOPIC_MIN_SCORE", default=0.3
 # Hybrid search: how many candidates each ranking gives, and how they are fused
 # (reciprocal rank fusion: weight / (k + rank), summed over the two rankings).
 LTM_SEARCH_CANDIDATES = env.int("LTM_SEARCH_CANDIDATES", default=100)
-LTM_SEARCH_RRF_K = env.int("LTM_SEARCH_RRF_K", default=60)
+LTM_SEARCH_RRF_K = env.int("LTM_SEARCH_RRF_K", default=20)
 LTM_SEARCH_KEYWORD_WEIGHT = env.float("LTM_SEARCH_KEYWORD_WEIGHT", default=1.0)
 LTM_SEARCH_VECTOR_WEIGHT = env.float("LTM_SEARCH_VECTOR_WEIGHT", default=0.5)
 # Weight of the neighbouring messages' words against the memory's own words.

@@ -194,6 +194,8 @@ MODERATIONS = {
 class MemoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "excerpt",
+        "kind",
+        "role",
         "user_id",
         "tenant",
         "happened_at",
@@ -202,6 +204,8 @@ class MemoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ]
     list_filter = [
         "tenant",
+        "kind",
+        "role",
         "status",
         "happened_at",
         "created_at",

@@ -148,6 +148,9 @@ def vector_operations_apply(
                 store.put(namespace=namespace, records=records)
             for namespace, keys in deletes.items():
                 store.delete(namespace=namespace, keys=keys)
+            if deletes:
+                # A deleted vector's text must not stay in the store's journal.
+                store.compact()
             VectorOperation.objects.filter(pk__in=operation_pks).update(
                 applied_at=timezone.now()
             )

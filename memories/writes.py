@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Tenant
+from memories.compaction import compact_after_commit
 from memories.models import Memory, MemoryEvent, MemorySource, Message
 from memories.outbox import outbox_record
 from memories.providers.embeddings import get_embedder
@@ -378,6 +379,7 @@ def memories_forget(
     )
     messages_redact(tenant=tenant, user_id=user_id, message_ids=messages)
     memories_tombstone(memory_ids=locked, tenant=tenant, actor=actor, reason=reason)
+    compact_after_commit()
     return locked
 
 

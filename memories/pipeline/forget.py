@@ -141,8 +141,6 @@ def forget_handle(
                 MemoryChange(Op.DELETE, rows[hit.memory.pk], hit.memory.text)
                 for hit in chosen
             ]
-    if chosen:
-        storage_compact()
     reply = llm.forget_reply(request=text, forgotten=views)
     record_usage(tenant, calls)
     return ForgetOutcome(

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import (
     DateTimeField,
     Exists,
@@ -37,6 +37,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Tenant
+from memories.compaction import keyword_index_compact, storage_compact  # noqa: F401
 from memories.models import Memory, MemoryEvent, Message, VectorOperation
 from memories.vectorstores import Namespace, get_vector_store
 from memories.writes import (
@@ -391,42 +392,6 @@ def _delete_leftover_vectors(
         store.delete(namespace=namespace, keys=batch)
         report.leftover_vectors_deleted += len(batch)
     report.vectors_listed_after = None if leftovers else listed
-
-
-def keyword_index_compact() -> None:
-    """Rewrite SQLite's full-text index without what deleted rows left in it.
-
-    FTS5 records a deletion as a marker in a new segment and keeps the deleted
-    document's terms in the old one until segments merge (SQLite 3.44's
-    secure-delete option would avoid it; older versions are in use), so the
-    stems of erased words stay in the file. 'optimize' merges every segment
-    now: about a second per million indexed memories, nothing when already
-    merged. On PostgreSQL the keyword document is a column of the row, and
-    its old versions go with the row's (see vacuum).
-    """
-    if connection.vendor != "sqlite":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO memories_memory_fts(memories_memory_fts) VALUES('optimize')"
-        )
-
-
-def storage_compact() -> None:
-    """Leave no copy of erased text in the files that keep deleted bytes.
-
-    After a forget: SQLite's full-text segments are merged, and the WAL files of
-    the database and of the local vector store are checkpointed and emptied
-    (their old page images hold what was overwritten in place). A checkpoint
-    that readers keep from finishing is finished by the next forget.
-    """
-    keyword_index_compact()
-    # SQLite refuses a checkpoint inside a transaction ("database table is
-    # locked"); the next forget outside one finishes it.
-    if connection.vendor == "sqlite" and not connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    get_vector_store().compact()
 
 
 # --- export --------------------------------------------------------------------
