@@ -132,10 +132,16 @@ class OfflineLanguageModel:
         calls: list | None = None,
     ) -> str:
         parts = []
-        if recalled:
-            lines = [f"- {_describe(memory)}" for memory in recalled]
+        facts = [memory for memory in recalled if memory.kind != "episode"]
+        # What was said is dated: an old message may say what a newer fact
+        # has since replaced, and the facts come first.
+        said = [memory for memory in recalled if memory.kind == "episode"]
+        if facts:
             parts.append("Here is what I remember that relates to your message:")
-            parts.extend(lines)
+            parts.extend(f"- {_describe(memory)}" for memory in facts)
+        if said:
+            parts.append("What you said before that relates to it:")
+            parts.extend(f"- {_quote(memory)}" for memory in said)
         if remembered:
             parts.append("I will remember:")
             parts.extend(f"- {to_second_person(text)}" for text in remembered)
@@ -187,6 +193,15 @@ def _describe(memory: MemoryView) -> str:
         when = describe_time(memory.happened_at, memory.time_granularity)
         text = f"{text.rstrip('.')} ({when})."
     return text
+
+
+def _quote(memory: MemoryView, max_chars: int = 200) -> str:
+    text = (
+        memory.text if len(memory.text) <= max_chars else memory.text[:max_chars] + "…"
+    )
+    if memory.happened_at is None:
+        return f'"{text}"'
+    return f'"{text}" ({memory.happened_at:%Y-%m-%d})'
 
 
 _llm: LanguageModel | None = None

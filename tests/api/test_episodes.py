@@ -297,3 +297,13 @@ def test_the_same_import_sent_at_once_is_stored_once(live_server, tenant_a):
     from memories.models import Message
 
     assert Message.objects.filter(tenant=tenant_a, user_id="u1").count() == 20
+
+
+def test_a_reply_puts_the_newer_fact_before_what_was_said_earlier(client_a):
+    post_message(client_a, "u1", "I live in Porto.")
+    post_message(client_a, "u1", "I moved to Lisbon last month.")
+    reply = post_message(client_a, "u1", "Where do I live?").json()["reply"]
+    remembered, _, said = reply.partition("What you said before")
+    assert "Lisbon" in remembered
+    assert "Porto" not in remembered
+    assert '"I live in Porto." (' in said
