@@ -130,16 +130,19 @@ def memories_create(*, memories: list[Memory], actor: str) -> Created:
     if not memories:
         return Created([], [])
     Memory.objects.bulk_create(memories, ignore_conflicts=True)
-    stored = Memory.objects.in_bulk(
-        [memory.vector_key for memory in memories], field_name="vector_key"
+    # Only the keys and ids: the rows just written need not be read back whole.
+    stored = dict(
+        Memory.objects.filter(
+            vector_key__in=[memory.vector_key for memory in memories]
+        ).values_list("vector_key", "pk")
     )
     created, lost = [], []
     for memory in memories:
-        row = stored.get(memory.vector_key)
-        if row is None:
+        pk = stored.get(memory.vector_key)
+        if pk is None:
             lost.append(memory)
         else:
-            memory.pk = row.pk
+            memory.pk = pk
             memory._state.adding = False
             created.append(memory)
     copies = []

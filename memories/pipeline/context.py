@@ -27,6 +27,10 @@ def _known(memory: Memory) -> Known:
     )
 
 
+# What a decision reads of a stored fact (not its embedding or context).
+_KNOWN_FIELDS = ("vector_key", "text", "content_hash", "slot", "speaker", "updated_at")
+
+
 def active_facts(tenant: Tenant, user_id: str):
     return Memory.objects.for_user(tenant, user_id).filter(
         status=Memory.Status.ACTIVE, kind=Memory.Kind.FACT
@@ -43,12 +47,14 @@ def stored_for(*, tenant: Tenant, user_id: str, proposals: list[Proposal]) -> St
         memory.content_hash: _known(memory)
         for memory in facts.filter(
             content_hash__in={proposal.digest for proposal in proposals}
-        )
+        ).only(*_KNOWN_FIELDS)
     }
     slots = {(p.speaker, p.slot) for p in proposals if p.slot}
     if slots:
-        for memory in facts.filter(slot__in={slot for _, slot in slots}).order_by(
-            "updated_at", "pk"
+        for memory in (
+            facts.filter(slot__in={slot for _, slot in slots})
+            .only(*_KNOWN_FIELDS)
+            .order_by("updated_at", "pk")
         ):
             if (memory.speaker, memory.slot) in slots:
                 stored.by_slot[(memory.speaker, memory.slot)] = _known(memory)
@@ -77,7 +83,9 @@ def _nearest_facts(
         keys = {hit.key for hits in answers for hit in hits}
         facts = {
             str(memory.vector_key): memory
-            for memory in active_facts(tenant, user_id).filter(vector_key__in=keys)
+            for memory in active_facts(tenant, user_id)
+            .filter(vector_key__in=keys)
+            .only(*_KNOWN_FIELDS)
         }
         nearest = []
         for hits in answers:
