@@ -4,6 +4,8 @@ statement names, and the digest that makes two copies of a text the same."""
 import hashlib
 import re
 
+from memories.extraction.timeexpr import MONTHS, WEEKDAYS
+
 STOP_WORDS = frozenset(
     [
         "a",
@@ -145,29 +147,8 @@ _NUMBER_WORDS = frozenset(
         "twice",
     ]
 )
-_MONTHS = frozenset(
-    [
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-    ]
-)
+# Months and weekdays name a time: a statement naming another one says another thing.
+_MONTHS = frozenset(MONTHS + WEEKDAYS)
 _NUMERAL = re.compile(r"\d+(?:[.,:]\d+)*")
 
 

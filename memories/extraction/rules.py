@@ -104,28 +104,29 @@ def split_clauses(message: str) -> list[str]:
 MAX_FACT_WORDS = 50
 
 
-def is_fact_worth_keeping(clause: str) -> bool:
-    """A first-person statement that is not a question, small talk or a request."""
+def _is_a_statement(clause: str) -> bool:
+    """Not too long to be one fact, not a question, small talk or a request."""
     if len(clause.split()) > MAX_FACT_WORDS:
         return False
     if clause.endswith("?") or _QUESTION_START.match(clause):
         return False
-    if _SMALL_TALK.match(clause) or _PHATIC.match(clause) or _REQUEST.match(clause):
-        return False
-    if len(clause.split()) < 2:
-        return False
-    return bool(_FIRST_PERSON.search(clause))
+    return not (
+        _SMALL_TALK.match(clause) or _PHATIC.match(clause) or _REQUEST.match(clause)
+    )
+
+
+def is_fact_worth_keeping(clause: str) -> bool:
+    """A first-person statement that is not a question, small talk or a request."""
+    return (
+        _is_a_statement(clause)
+        and len(clause.split()) >= 2
+        and bool(_FIRST_PERSON.search(clause))
+    )
 
 
 def is_statement_worth_keeping(clause: str) -> bool:
     """Any statement with some content: not a question, small talk or a request."""
-    if len(clause.split()) > MAX_FACT_WORDS:
-        return False
-    if clause.endswith("?") or _QUESTION_START.match(clause):
-        return False
-    if _SMALL_TALK.match(clause) or _PHATIC.match(clause) or _REQUEST.match(clause):
-        return False
-    return len(content_words(clause)) >= 2
+    return _is_a_statement(clause) and len(content_words(clause)) >= 2
 
 
 def slot_of(clause: str) -> str:
