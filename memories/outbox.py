@@ -124,10 +124,16 @@ def vector_operations_apply(
     try:
         with transaction.atomic():
             # Holding the rows while the index is written keeps a concurrent
-            # change to the same memory from being overtaken by this one.
-            memories = Memory.objects.select_for_update().filter(
-                pk__in={memory_id for _, memory_id in operations}
+            # change to the same memory from being overtaken by this one. Rows
+            # a writer holds are skipped, never waited for (a wait here, beside
+            # the writer's own waits, deadlocks): the writer records a newer
+            # entry for each, and the skipped entries stay pending.
+            memories = list(
+                Memory.objects.select_for_update(skip_locked=True).filter(
+                    pk__in={memory_id for _, memory_id in operations}
+                )
             )
+            fetched = {memory.pk for memory in memories}
             puts: dict[Namespace, list[VectorRecord]] = {}
             deletes: dict[Namespace, list[str]] = {}
             for memory in memories:
@@ -151,9 +157,9 @@ def vector_operations_apply(
             if deletes:
                 # A deleted vector's text must not stay in the store's journal.
                 store.compact()
-            VectorOperation.objects.filter(pk__in=operation_pks).update(
-                applied_at=timezone.now()
-            )
+            VectorOperation.objects.filter(
+                pk__in=[pk for pk, memory_id in operations if memory_id in fetched]
+            ).update(applied_at=timezone.now())
     except Exception as exc:
         logger.warning("Vector operations %s left pending: %s", operation_pks, exc)
         for operation in VectorOperation.objects.filter(pk__in=operation_pks):

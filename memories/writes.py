@@ -10,13 +10,13 @@ from datetime import datetime
 from enum import StrEnum
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Tenant
 from memories.compaction import compact_after_commit
-from memories.models import Memory, MemoryEvent, MemorySource, Message
+from memories.models import Memory, MemoryEvent, MemorySource, Message, VectorOperation
 from memories.outbox import outbox_record
 from memories.providers.embeddings import get_embedder
 from memories.search.document import keyword_body, spoken
@@ -60,6 +60,22 @@ HOLDS_CONTENT = (
 )
 EVENT_HOLDS_TEXT = ~Q(old_text="") | ~Q(new_text="")
 MESSAGE_HOLDS_TEXT = ~Q(text="") | ~Q(speaker="")
+
+
+def user_write_lock(*, tenant_id: int, user_id: str) -> None:
+    """Serialise one end user's writes until the transaction ends.
+
+    Two messages of one user decide against what is stored, then write; run at
+    once, each would wait for the other's rows (a deadlock) or decide without
+    the other's facts. PostgreSQL takes a transaction-scoped advisory lock per
+    (tenant, user); SQLite's transactions take the write lock when they begin
+    (IMMEDIATE), which already serialises them.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [tenant_id, user_id]
+            )
 
 
 def memory_digest(*, kind: str, role: str, speaker: str, text: str) -> str:
@@ -339,8 +355,6 @@ def memories_tombstone(
     )
     if enqueue:
         return outbox_record(list(memory_ids), tenant_id=tenant.pk)
-    from memories.models import VectorOperation
-
     return [
         operation.pk
         for operation in VectorOperation.objects.bulk_create(
@@ -356,6 +370,7 @@ def memories_forget(
     """Forget memories and every copy of their words: the messages they came
     from (redacted), those messages' episodes, and the keyword context of the
     memories beside them. Returns the ids of every memory tombstoned."""
+    user_write_lock(tenant_id=tenant.pk, user_id=user_id)
     chosen = Memory.objects.for_user(tenant, user_id).filter(pk__in=memory_ids)
     messages = set(
         MemorySource.objects.filter(memory__in=chosen).values_list(

@@ -71,7 +71,7 @@ def apply(
     pending: list[tuple[int | None, Memory]] = []
     stored_episodes: list[Memory] = []
     repeats: list[tuple[Memory, Message]] = []
-    deletes: list[Memory] = []
+    deletes: list[tuple[Memory, str]] = []
 
     def flush() -> None:
         created = memories_create(memories=[m for _, m in pending], actor=actor)
@@ -137,7 +137,7 @@ def apply(
             )
             changes.append(MemoryChange(Op.UPDATE, memory, previous))
         elif operation.op == Op.DELETE:
-            deletes.append(memory)
+            deletes.append((memory, operation.reason))
     # Episodes go in the same bulk writes as the facts added last.
     pending.extend(
         (None, draft)
@@ -152,27 +152,18 @@ def apply(
     )
     flush()
     sources_add(repeats)
-    for memory in deletes:
+    for memory, reason in deletes:
         previous = memory.text
         memories_forget(
             tenant=tenant,
             user_id=user_id,
             memory_ids=[memory.pk],
             actor=actor,
-            reason=operation_reason(operations, memory),
+            reason=reason,
         )
         memory.refresh_from_db()
         changes.append(MemoryChange(Op.DELETE, memory, previous))
     return Applied(changes=changes, episodes=stored_episodes)
-
-
-def operation_reason(operations: list[Operation], memory: Memory) -> str:
-    for operation in operations:
-        if isinstance(operation.target, Known) and operation.target.key == str(
-            memory.vector_key
-        ):
-            return operation.reason
-    return ""
 
 
 def episode_drafts(

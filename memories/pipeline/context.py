@@ -17,7 +17,8 @@ from memories.vectorstores import Namespace, get_vector_store
 NEAREST_CANDIDATES = 8
 
 
-def _known(memory: Memory) -> Known:
+def known_of(memory: Memory) -> Known:
+    """A stored fact as the decision sees it."""
     return Known(
         key=str(memory.vector_key),
         text=memory.text,
@@ -44,7 +45,7 @@ def stored_for(*, tenant: Tenant, user_id: str, proposals: list[Proposal]) -> St
         return stored
     facts = active_facts(tenant, user_id)
     stored.by_digest = {
-        memory.content_hash: _known(memory)
+        memory.content_hash: known_of(memory)
         for memory in facts.filter(
             content_hash__in={proposal.digest for proposal in proposals}
         ).only(*_KNOWN_FIELDS)
@@ -57,7 +58,7 @@ def stored_for(*, tenant: Tenant, user_id: str, proposals: list[Proposal]) -> St
             .order_by("updated_at", "pk")
         ):
             if (memory.speaker, memory.slot) in slots:
-                stored.by_slot[(memory.speaker, memory.slot)] = _known(memory)
+                stored.by_slot[(memory.speaker, memory.slot)] = known_of(memory)
     stored.nearest = _nearest_facts(tenant=tenant, user_id=user_id, proposals=proposals)
     return stored
 
@@ -90,7 +91,7 @@ def _nearest_facts(
         nearest = []
         for hits in answers:
             best = next((hit for hit in hits if hit.key in facts), None)
-            nearest.append((_known(facts[best.key]), best.score) if best else None)
+            nearest.append((known_of(facts[best.key]), best.score) if best else None)
         return nearest
     candidates = [
         keyword_ranking(
@@ -114,7 +115,7 @@ def _nearest_facts(
             if pk in facts
         ]
         best = max(scored, key=lambda item: item[1], default=None)
-        nearest.append((_known(best[0]), best[1]) if best else None)
+        nearest.append((known_of(best[0]), best[1]) if best else None)
     return nearest
 
 

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Tenant
+from memories.compaction import storage_compact
 from memories.models import Memory, Message
 from memories.outbox import vector_operations_retry, vector_sync_batch
 from memories.pipeline.apply import MemoryChange
@@ -21,9 +22,9 @@ from memories.search import SearchHit, active_rows, keyword_ranking
 from memories.search.filters import SearchFilters
 from memories.selectors import memory_recall
 from memories.text import content_words
-from memories.user_data import storage_compact, user_data_forget
+from memories.user_data import user_data_forget
 from memories.vectors import cosine, from_bytes
-from memories.writes import Actor, memories_forget
+from memories.writes import Actor, memories_forget, user_write_lock
 
 # Memories ranked for a request, and keyword matches looked at beyond them.
 FORGET_CANDIDATES = 50
@@ -119,6 +120,7 @@ def forget_handle(
     forgotten: list[MemoryChange] = []
     count = 0
     with transaction.atomic(), vector_sync_batch():
+        user_write_lock(tenant_id=tenant.pk, user_id=user_id)
         # The request is kept as an event without its words: they name the fact.
         message = Message.objects.create(
             tenant=tenant,

@@ -15,7 +15,7 @@ from memories.pipeline.decide import decide_rules
 from memories.pipeline.embedding import embed_messages, message_passages
 from memories.pipeline.message import link_to_previous, proposal_of
 from memories.providers.llm import get_language_model
-from memories.writes import Actor
+from memories.writes import Actor, user_write_lock
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ def messages_import(
     changes: list[MemoryChange] = []
     episodes: list[Memory] = []
     with transaction.atomic(), vector_sync_batch():
+        user_write_lock(tenant_id=tenant.pk, user_id=user_id)
         drafts = [
             Message(
                 tenant=tenant,
@@ -124,13 +125,13 @@ def messages_import(
             kept.append(index)
         messages = [drafts[index] for index in kept]
         if messages:
-            link_to_previous(tenant=tenant, user_id=user_id, messages=messages)
             before = messages_before(
                 tenant=tenant,
                 user_id=user_id,
                 first=messages[0],
                 exclude=[message.pk for message in messages],
             )
+            link_to_previous(before=before, first=messages[0])
             contexts = [context_for(messages, i, before) for i in range(len(messages))]
             position = {original: new for new, original in enumerate(kept)}
             proposals, episode_drafts = [], []

@@ -13,9 +13,13 @@ from accounts.services import usage_record
 from memories.models import Memory, Message
 from memories.outbox import vector_operations_retry, vector_sync_batch
 from memories.pipeline.apply import EpisodeDraft, MemoryChange, apply
-from memories.pipeline.context import context_for, messages_before, stored_for
+from memories.pipeline.context import (
+    context_for,
+    known_of,
+    messages_before,
+    stored_for,
+)
 from memories.pipeline.decide import (
-    Known,
     PlannedChange,
     Proposal,
     decide_plan,
@@ -25,7 +29,7 @@ from memories.pipeline.embedding import embed_all, message_passages
 from memories.providers.llm import ExtractedFact, MemoryView, get_language_model
 from memories.search import SearchHit
 from memories.selectors import memory_recall
-from memories.writes import Actor, context_add, memory_digest
+from memories.writes import Actor, context_add, memory_digest, user_write_lock
 
 # Words of a message that asks to forget, or says a memory was never true: only
 # then may the memory call delete (a memory's own text cannot ask for it).
@@ -76,19 +80,13 @@ def proposal_of(
     )
 
 
-def link_to_previous(*, tenant: Tenant, user_id: str, messages: list[Message]) -> None:
-    """Add new messages' first words to the context of the previous message's
+def link_to_previous(*, before: list[Message], first: Message) -> None:
+    """Add a new message's first words to the context of the previous message's
     memories (the next message often answers or explains the previous one)."""
-    before = messages_before(
-        tenant=tenant,
-        user_id=user_id,
-        first=messages[0],
-        exclude=[message.pk for message in messages],
-    )
     if not before or settings.LTM_CONTEXT_MESSAGES_AFTER < 1:
         return
     previous = before[-1]
-    words = context_for([previous, messages[0]], 0, [])
+    words = context_for([previous, first], 0, [])
     context_add(
         list(
             Memory.objects.filter(source_message=previous, status=Memory.Status.ACTIVE)
@@ -180,13 +178,14 @@ def message_handle(
     else:
         fact_vectors = vectors[1 + len(passages) :]
     with transaction.atomic(), vector_sync_batch():
+        user_write_lock(tenant_id=tenant.pk, user_id=user_id)
         message = Message.objects.create(
             tenant=tenant, user_id=user_id, text=text, sent_at=sent_at
         )
-        link_to_previous(tenant=tenant, user_id=user_id, messages=[message])
         before = messages_before(
             tenant=tenant, user_id=user_id, first=message, exclude=[message.pk]
         )
+        link_to_previous(before=before, first=message)
         contexts = [context_for([message], 0, before)]
         if plan is None:
             proposals = [
@@ -259,16 +258,7 @@ def _plan_operations(*, tenant, user_id, plan, vectors, related, deletes_allowed
         proposals_by_position.append(
             PlannedChange(action=operation.action, key=operation.key, proposal=proposal)
         )
-    targets = {
-        str(hit.memory.vector_key): Known(
-            key=str(hit.memory.vector_key),
-            text=hit.memory.text,
-            digest=hit.memory.content_hash,
-            slot=hit.memory.slot,
-            speaker=hit.memory.speaker,
-        )
-        for hit in related
-    }
+    targets = {str(hit.memory.vector_key): known_of(hit.memory) for hit in related}
     proposals = [change.proposal for change in proposals_by_position if change.proposal]
     stored = stored_for(tenant=tenant, user_id=user_id, proposals=proposals)
     return decide_plan(

@@ -70,12 +70,7 @@ def _no_progress(done: int) -> None:
 
 
 # --- what still holds the user's data --------------------------------------
-# A memory row's own content: everything but ids, status and times.
-_MEMORY_HOLDS_CONTENT = HOLDS_CONTENT
-_EVENT_HOLDS_TEXT = EVENT_HOLDS_TEXT
-_MESSAGE_HOLDS_TEXT = MESSAGE_HOLDS_TEXT
-
-
+# (HOLDS_CONTENT and its siblings in memories.writes, beside the tombstone.)
 def _namespace(tenant: Tenant, user_id: str) -> Namespace:
     return Namespace(tenant_id=tenant.pk, user_id=user_id)
 
@@ -96,11 +91,11 @@ def _memories_to_forget(tenant: Tenant, user_id: str) -> QuerySet[Memory]:
     ).values("memory_id")
     # A memory's own events, found through their memory's index.
     history_with_text = MemoryEvent.objects.filter(memory=OuterRef("pk")).filter(
-        _EVENT_HOLDS_TEXT
+        EVENT_HOLDS_TEXT
     )
     return Memory.objects.for_user(tenant, user_id).filter(
         Q(status__in=live)
-        | _MEMORY_HOLDS_CONTENT
+        | HOLDS_CONTENT
         | Q(pk__in=pending_writes)
         | Exists(history_with_text)
     )
@@ -155,11 +150,11 @@ def user_data_counts(*, tenant: Tenant, user_id: str) -> UserDataCounts:
         memories=memories.count(),
         memories_to_forget=_memories_to_forget(tenant, user_id).count(),
         messages=messages.count(),
-        messages_with_text=messages.filter(_MESSAGE_HOLDS_TEXT).count(),
+        messages_with_text=messages.filter(MESSAGE_HOLDS_TEXT).count(),
         events_with_text=MemoryEvent.objects.filter(
             memory__tenant=tenant, memory__user_id=user_id
         )
-        .filter(_EVENT_HOLDS_TEXT)
+        .filter(EVENT_HOLDS_TEXT)
         .count(),
         vectors=get_vector_store().count(namespace=_namespace(tenant, user_id)),
     )
@@ -197,15 +192,15 @@ def user_data_remaining(
     return UserDataRemaining(
         vectors=vectors,
         memories_with_content=Memory.objects.for_user(tenant, user_id)
-        .filter(_MEMORY_HOLDS_CONTENT)
+        .filter(HOLDS_CONTENT)
         .count(),
         events_with_text=MemoryEvent.objects.filter(
             memory__tenant=tenant, memory__user_id=user_id
         )
-        .filter(_EVENT_HOLDS_TEXT)
+        .filter(EVENT_HOLDS_TEXT)
         .count(),
         messages_with_text=Message.objects.for_user(tenant, user_id)
-        .filter(_MESSAGE_HOLDS_TEXT)
+        .filter(MESSAGE_HOLDS_TEXT)
         .count(),
     )
 
@@ -331,7 +326,7 @@ def _purge_messages(*, tenant: Tenant, user_id: str, batch_size: int) -> int:
     for batch in _pages_in_time_order(messages, "sent_at", batch_size):
         purged += (
             Message.objects.filter(pk__in=batch)
-            .filter(_MESSAGE_HOLDS_TEXT | Q(redacted_at__isnull=True))
+            .filter(MESSAGE_HOLDS_TEXT | Q(redacted_at__isnull=True))
             .update(
                 text="",
                 speaker="",
