@@ -256,6 +256,13 @@ LTM_SEARCH_KEYWORD_WEIGHT = env.float("LTM_SEARCH_KEYWORD_WEIGHT", default=1.0)
 LTM_SEARCH_VECTOR_WEIGHT = env.float("LTM_SEARCH_VECTOR_WEIGHT", default=0.5)
 # Weight of the neighbouring messages' words against the memory's own words.
 LTM_SEARCH_CONTEXT_WEIGHT = env.float("LTM_SEARCH_CONTEXT_WEIGHT", default=0.8)
+# Keyword weights are counted over the user's memories plus this many documents
+# of everyday language (word frequencies of this language; "" for none), so a
+# user with few memories still knows "really" from "Coimbra".
+LTM_SEARCH_BACKGROUND_DOCUMENTS = env.int(
+    "LTM_SEARCH_BACKGROUND_DOCUMENTS", default=3000
+)
+LTM_SEARCH_BACKGROUND_LANGUAGE = env.str("LTM_SEARCH_BACKGROUND_LANGUAGE", default="en")
 # Put memories from a message already in the results after those from new ones.
 LTM_SEARCH_DIVERSIFY = env.bool("LTM_SEARCH_DIVERSIFY", default=True)
 # Neighbouring messages whose words are indexed with a memory (keyword search).

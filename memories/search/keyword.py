@@ -1,9 +1,28 @@
-"""Keyword ranking in the database's own full-text index.
+"""Keyword ranking in the database's own full-text index, BM25-like, with each
+term's weight counted over the one user's memories.
 
-SQLite: FTS5 with BM25 and the Porter stemmer, partitioned by (tenant, user).
-PostgreSQL: a generated tsvector with a GIN index, ranked BM25-like with each
-term's inverse document frequency counted over the user's memories.
+SQLite: FTS5 with the Porter stemmer, partitioned by (tenant, user). FTS5's own
+bm25() counts how rare a word is over the whole table, every tenant's rows
+included, so one tenant's data would move another's ranking. Each term is
+therefore ranked on its own: FTS5 gives the user's rows that hold it, scored
+by bm25() (term frequency and length), the table-wide weight is divided out and
+the user's own put in.
+
+PostgreSQL: a generated tsvector with a GIN index; the user's counts are read
+first, then each memory scores the weights of the terms it holds, its own words
+(weight A) counting fully and its context (weight B) by the context weight.
+
+A user with few memories says little about which words are common, so the
+counts are smoothed by a background of ordinary language: as if the user also
+had LTM_SEARCH_BACKGROUND_DOCUMENTS documents of everyday text, in which each
+word is as common as word frequency lists say (wordfreq, in
+LTM_SEARCH_BACKGROUND_LANGUAGE). "really" then weighs little even in a user's
+first messages, and a name the user says everywhere weighs little as ever.
 """
+
+import math
+from collections import defaultdict
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection
@@ -12,10 +31,43 @@ from accounts.models import Tenant
 from memories.search.filters import SearchFilters, filters_sql
 from memories.text import query_terms
 
+# Words in one background document: about a memory's own words with its context.
+BACKGROUND_DOCUMENT_WORDS = 100
+# FTS5's floor for the weight of a term in most documents; used for both sides.
+MINIMUM_TERM_WEIGHT = 1e-6
+
 
 def sqlite_partition(tenant_id: int, user_id: str) -> str:
     # Must match the FTS triggers: 'p' || tenant_id || 'u' || lower(hex(user_id)).
     return f"p{tenant_id}u{user_id.encode().hex()}"
+
+
+@lru_cache(maxsize=65536)
+def background_share(term: str) -> float:
+    """Share of everyday documents that hold the term (0 when none is set)."""
+    language = settings.LTM_SEARCH_BACKGROUND_LANGUAGE
+    if not language or settings.LTM_SEARCH_BACKGROUND_DOCUMENTS <= 0:
+        return 0.0
+    from wordfreq import word_frequency
+
+    frequency = word_frequency(term, language)
+    return 1.0 - math.exp(-frequency * BACKGROUND_DOCUMENT_WORDS)
+
+
+def idf(*, total: float, matching: float) -> float:
+    """BM25's inverse document frequency, as FTS5 computes it."""
+    value = math.log((total - matching + 0.5) / (matching + 0.5))
+    return value if value > 0 else MINIMUM_TERM_WEIGHT
+
+
+def term_weight(term: str, *, total: int, matching: int) -> float:
+    """How much a term counts in one user's memories: its idf over the user's
+    `total` memories, `matching` of which hold it, plus the background."""
+    background = max(0, settings.LTM_SEARCH_BACKGROUND_DOCUMENTS)
+    return idf(
+        total=total + background,
+        matching=matching + background * background_share(term),
+    )
 
 
 def keyword_ranking(
@@ -31,83 +83,147 @@ def keyword_ranking(
     if not terms or limit <= 0:
         return []
     filters = filters or SearchFilters()
-    extra, extra_params = filters_sql(filters, "m.")
     context_weight = float(settings.LTM_SEARCH_CONTEXT_WEIGHT)
     if connection.vendor == "sqlite":
-        words = " OR ".join(f'"{term}"' for term in terms)
-        match = f'partition : "{sqlite_partition(tenant.pk, user_id)}" AND ' + (
-            f"{{body context}} : ({words})"
+        scores = _sqlite_scores(
+            partition=sqlite_partition(tenant.pk, user_id),
+            terms=terms,
+            context_weight=context_weight,
         )
-        # Only numbers are formatted into the SQL; every value is bound.
-        sql = (
-            "SELECT f.rowid FROM memories_memory_fts f "  # noqa: S608
-            "JOIN memories_memory m ON m.id = f.rowid "
-            "WHERE memories_memory_fts MATCH %s AND m.tenant_id = %s "
-            f"AND m.user_id = %s{extra} "
-            f"ORDER BY bm25(memories_memory_fts, 0.0, 1.0, {context_weight}) "
-            "LIMIT %s"
-        )
-        params = [match, tenant.pk, user_id, *extra_params, limit]
-    elif connection.vendor == "postgresql":
-        sql, params = _postgres_bm25(
+        ranked = sorted(scores, key=lambda pk: (-scores[pk], pk))
+        # The index holds only active memories; filters are the database's.
+        if filters.conditions() and ranked:
+            ranked = _passing(ranked, filters)
+        return ranked[:limit]
+    if connection.vendor == "postgresql":
+        return _postgres_ranking(
             tenant=tenant,
             user_id=user_id,
             terms=terms,
             limit=limit,
-            extra=extra,
-            extra_params=extra_params,
+            filters=filters,
             context_weight=context_weight,
         )
-    else:  # pragma: no cover - guarded by the migration
-        return []
+    return []  # pragma: no cover - guarded by the migration
+
+
+def _sqlite_scores(
+    *, partition: str, terms: list[str], context_weight: float
+) -> dict[int, float]:
+    """Per-user BM25 from FTS5, in one statement: the table's and the user's
+    row counts, then for each term the table's count of rows holding it and the
+    user's rows holding it with their single-term bm25()."""
+    table = "memories_memory_fts"
+    user_rows = f'partition : "{partition}"'
+    arms = [
+        f"SELECT -1, (SELECT count(*) FROM {table}_docsize), "  # noqa: S608
+        f"(SELECT count(*) FROM {table} WHERE {table} MATCH %s)"
+    ]
+    params: list = [user_rows]
+    for index, term in enumerate(terms):
+        # Terms are quoted by query_terms' alphabet (letters and digits only);
+        # only numbers are formatted into the SQL, every value is bound.
+        arms.append(
+            f"SELECT {-2 - index}, (SELECT count(*) FROM {table} "  # noqa: S608
+            f"WHERE {table} MATCH %s), NULL"
+        )
+        arms.append(
+            f"SELECT {index}, rowid, bm25({table}, 0.0, 1.0, {context_weight}) "  # noqa: S608
+            f"FROM {table} WHERE {table} MATCH %s"
+        )
+        params.extend(
+            [
+                f'{{body context}} : "{term}"',
+                f'{user_rows} AND {{body context}} : "{term}"',
+            ]
+        )
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
+        cursor.execute(" UNION ALL ".join(arms), params)
+        rows = cursor.fetchall()
+    table_total = user_total = 0
+    table_matching: dict[int, int] = {}
+    matches: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    for tag, first, second in rows:
+        if tag == -1:
+            table_total, user_total = first, second
+        elif tag < -1:
+            table_matching[-2 - tag] = first
+        else:
+            matches[tag].append((first, second))
+    scores: dict[int, float] = defaultdict(float)
+    for index, found in matches.items():
+        table_weight = idf(total=table_total, matching=table_matching[index])
+        weight = term_weight(terms[index], total=user_total, matching=len(found))
+        for pk, bm25 in found:
+            # bm25() is negative: the table-wide idf times the term's frequency
+            # part, which is what the user's weight multiplies.
+            scores[pk] += -bm25 / table_weight * weight
+    return scores
 
 
-def _postgres_bm25(
+def _passing(ranked: list[int], filters: SearchFilters) -> list[int]:
+    extra, extra_params = filters_sql(filters, "m.")
+    placeholders = ", ".join(["%s"] * len(ranked))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT m.id FROM memories_memory m WHERE m.id IN ({placeholders})"  # noqa: S608
+            f"{extra}",
+            [*ranked, *extra_params],
+        )
+        passing = {row[0] for row in cursor.fetchall()}
+    return [pk for pk in ranked if pk in passing]
+
+
+def _postgres_ranking(
     *,
     tenant: Tenant,
     user_id: str,
     terms: list[str],
     limit: int,
-    extra: str,
-    extra_params: list,
+    filters: SearchFilters,
     context_weight: float,
-) -> tuple[str, list]:
-    """A BM25-like ranking in PostgreSQL, which has no BM25 of its own.
-
-    ts_rank_cd knows nothing of how rare a word is, so a name said in every
-    message would weigh as much as the one rare word that matters. Here each
-    term's inverse document frequency is counted over the user's memories, and a
-    memory scores the sum of the idf of the terms it contains, its own words
-    (weight A) counting fully and its context (weight B) by the context weight.
-    """
-    term_queries, counts, score_parts, params = [], [], [], []
+) -> list[int]:
+    """ts_rank_cd knows nothing of how rare a word is, so the user's counts are
+    read first and each term's weight is bound into the ranking."""
+    queries, query_params = [], []
     for index, term in enumerate(terms):
-        term_queries.append(
+        queries.append(
             f"to_tsquery('english'::regconfig, %s) AS q{index}, "
             f"to_tsquery('english'::regconfig, %s) AS qa{index}, "
             f"to_tsquery('english'::regconfig, %s) AS qb{index}"
         )
-        params.extend([term, f"{term}:A", f"{term}:B"])
-        counts.append(f"count(*) FILTER (WHERE d.sv @@ q.q{index}) AS df{index}")
-        score_parts.append(
-            f"ln(1 + (n.total - n.df{index} + 0.5) / (n.df{index} + 0.5)) * ("
-            f"(d.sv @@ q.qa{index})::int"
-            f" + {context_weight} * (d.sv @@ q.qb{index})::int)"
-        )
-    any_term = " || ".join(f"q.q{index}" for index in range(len(terms)))
-    # Only generated aliases and numbers are formatted in; every value is bound.
-    sql = (
-        f"WITH q AS (SELECT {', '.join(term_queries)}), "  # noqa: S608
-        "d AS MATERIALIZED (SELECT m.id, m.search_vector AS sv "
-        "FROM memories_memory m "
-        "WHERE m.tenant_id = %s AND m.user_id = %s AND m.status = 'active'"
-        f"{extra}), "
-        "n AS MATERIALIZED (SELECT count(*)::float AS total, "
-        f"{', '.join(counts)} FROM d, q) "
-        f"SELECT d.id FROM d, q, n WHERE d.sv @@ ({any_term}) "
-        f"ORDER BY ({' + '.join(score_parts)}) DESC, d.id LIMIT %s"
+        query_params.extend([term, f"{term}:A", f"{term}:B"])
+    with_queries = f"WITH q AS (SELECT {', '.join(queries)}) "
+    user_rows = (
+        "FROM memories_memory m, q WHERE m.tenant_id = %s AND m.user_id = %s "
+        "AND m.status = 'active'"
     )
-    return sql, [*params, tenant.pk, user_id, *extra_params, limit]
+    counts = ", ".join(
+        f"count(*) FILTER (WHERE m.search_vector @@ q.q{index})"
+        for index in range(len(terms))
+    )
+    # Only generated aliases and numbers are formatted in; every value is bound.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"{with_queries}SELECT count(*), {counts} {user_rows}",  # noqa: S608
+            [*query_params, tenant.pk, user_id],
+        )
+        total, *matching = cursor.fetchone()
+        weights = [
+            term_weight(term, total=total, matching=count)
+            for term, count in zip(terms, matching, strict=True)
+        ]
+        score = " + ".join(
+            f"%s * ((m.search_vector @@ q.qa{index})::int"
+            f" + {context_weight} * (m.search_vector @@ q.qb{index})::int)"
+            for index in range(len(terms))
+        )
+        any_term = " || ".join(f"q.q{index}" for index in range(len(terms)))
+        extra, extra_params = filters_sql(filters, "m.")
+        cursor.execute(
+            f"{with_queries}SELECT m.id {user_rows}{extra} "  # noqa: S608
+            f"AND m.search_vector @@ ({any_term}) "
+            f"ORDER BY ({score}) DESC, m.id LIMIT %s",
+            [*query_params, tenant.pk, user_id, *extra_params, *weights, limit],
+        )
+        return [row[0] for row in cursor.fetchall()]

@@ -1,0 +1,84 @@
+"""Keyword weights come from the user's own memories and everyday language,
+never from what other tenants store."""
+
+from datetime import UTC, datetime, timedelta
+
+from django.test import override_settings
+
+SEARCH = "/api/v1/memories/search"
+IMPORT = "/api/v1/memories/import"
+
+
+def _import(client, user_id, texts):
+    start = datetime(2025, 3, 1, 9, tzinfo=UTC)
+    response = client.post(
+        IMPORT,
+        {
+            "userId": user_id,
+            "messages": [
+                {"text": text, "sentAt": (start + timedelta(minutes=i)).isoformat()}
+                for i, text in enumerate(texts)
+            ],
+        },
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+
+
+def _keyword_ranked(client, user_id, query):
+    response = client.post(
+        SEARCH, {"userId": user_id, "query": query, "topK": 10}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    hits = [hit for hit in response.json()["hits"] if hit["keywordRank"]]
+    return [hit["text"] for hit in sorted(hits, key=lambda hit: hit["keywordRank"])]
+
+
+def test_another_tenants_memories_do_not_move_a_users_ranking(client_a, client_b):
+    _import(
+        client_a,
+        "u1",
+        ["I play the violin every Sunday.", "My garden has roses.", "I cooked pasta."],
+    )
+    before = _keyword_ranked(client_a, "u1", "violin garden")
+    assert before, "neither word was found"
+    # The same user id in another tenant says the first word everywhere; a
+    # table-wide count would make it worthless and reorder tenant A's hits.
+    word = "violin" if "violin" in before[0] else "garden"
+    _import(client_b, "u1", [f"A {word} story, part {i}." for i in range(60)])
+    assert _keyword_ranked(client_a, "u1", "violin garden") == before
+
+
+def test_everyday_words_weigh_little_even_in_a_new_users_memories(client_a):
+    # Alone, the user's memories make "really" the rarer word (said once, and
+    # Coimbra twice), so its memory would come first. (Apart, so that neither
+    # message is in the other's context.)
+    _import(
+        client_a,
+        "u1",
+        [
+            "Really fun.",
+            "The weather was mild.",
+            "We had lunch by the river.",
+            "The train was late.",
+            "We visited Coimbra last spring.",
+            "The hotel had a small pool.",
+            "We took the bus home.",
+            "Coimbra has a fine old university.",
+        ],
+    )
+
+    def really_first() -> bool:
+        ranked = _keyword_ranked(client_a, "u1", "really Coimbra")
+        said_coimbra = [i for i, text in enumerate(ranked) if "Coimbra" in text]
+        return ranked.index("Really fun.") < min(said_coimbra)
+
+    assert not really_first()
+    with override_settings(LTM_SEARCH_BACKGROUND_LANGUAGE=""):
+        from memories.search.keyword import background_share
+
+        background_share.cache_clear()
+        try:
+            assert really_first()
+        finally:
+            background_share.cache_clear()
