@@ -178,7 +178,10 @@ def _resolve(kind: str, match: re.Match, today: datetime):  # noqa: C901, PLR091
             return today.replace(year=year, month=month, day=1), "month"
         if kind == "in_year":
             return today.replace(year=int(groups[0]), month=1, day=1), "year"
-    except ValueError:  # an impossible date such as February 30
+    except (ValueError, OverflowError):
+        # An impossible date (February 30) or one beyond the calendar's years
+        # 1-9999 ("in 99999999 days", "yesterday" on 1 January of year 1) is
+        # no time at all: the text is kept, undated.
         return None
     return None
 
