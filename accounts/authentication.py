@@ -4,6 +4,10 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from accounts.services import token_authenticate
+from accounts.throttling import (
+    failed_authentication_count,
+    failed_authentications_wait,
+)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -17,6 +21,20 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         )
         if not header:
             return None
+        # Tokens cannot be tried at full speed: an address over its failed
+        # attempts waits, whatever it sends.
+        wait = failed_authentications_wait(request)
+        if wait is not None:
+            raise exceptions.Throttled(
+                wait, detail="Too many failed authentications from this address."
+            )
+        try:
+            return self._authenticate(header)
+        except exceptions.AuthenticationFailed:
+            failed_authentication_count(request)
+            raise
+
+    def _authenticate(self, header: str):
         scheme, _, secret = header.partition(" ")
         secret = secret.strip()
         if scheme.lower() != self.keyword.lower() or not secret or " " in secret:

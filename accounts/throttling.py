@@ -1,21 +1,86 @@
-"""Per-tenant request rate limit."""
+"""Rate limits: requests per tenant, and failed authentications per client
+address.
+
+Each limit is a counter per fixed window in the cache, added and incremented
+in one step (Redis INCR, or the local cache's lock), so workers sharing a
+Redis cache never let a burst through between a read and a write.
+"""
+
+import time
 
 from django.conf import settings
-from rest_framework.throttling import SimpleRateThrottle
+from django.core.cache import cache
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from accounts.models import Tenant
 
 
-class TenantRateThrottle(SimpleRateThrottle):
+def parse_rate(rate: str | None) -> tuple[int, int] | None:
+    """ "600/min" as (600, 60); None for no limit."""
+    if not rate:
+        return None
+    return SimpleRateThrottle.parse_rate(None, rate)
+
+
+def window_count(
+    scope: str, ident: str, duration: int, *, add: int = 1
+) -> tuple[int, float]:
+    """Adds to the current window's counter; its new value, and the seconds
+    until the window ends."""
+    now = time.time()
+    window = int(now // duration)
+    key = f"ltm:rate:{scope}:{ident}:{window}"
+    # The counter outlives its window a little, so it cannot vanish between
+    # the add and the increment.
+    if add == 0:
+        count = cache.get(key, 0)
+    elif cache.add(key, add, timeout=duration + 5):
+        count = add
+    else:
+        count = cache.incr(key, add)
+    return count, (window + 1) * duration - now
+
+
+class TenantRateThrottle(BaseThrottle):
     """Limit each tenant to LTM_RATE_LIMIT requests (shared by all its tokens)."""
 
-    scope = "tenant"
-
-    def get_rate(self) -> str | None:
+    def allow_request(self, request, view) -> bool:
         # Read when the request is made, so the setting can change at run time.
-        return settings.LTM_RATE_LIMIT or None
+        rate = parse_rate(settings.LTM_RATE_LIMIT)
+        self._wait = None
+        if rate is None or not isinstance(request.user, Tenant):
+            return True
+        limit, duration = rate
+        count, remaining = window_count("tenant", str(request.user.pk), duration)
+        if count > limit:
+            self._wait = remaining
+            return False
+        return True
 
-    def get_cache_key(self, request, view):
-        if not isinstance(request.user, Tenant):
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+    def wait(self) -> float | None:
+        return self._wait
+
+
+def client_address(request) -> str:
+    # Behind a proxy this is the proxy's address unless the proxy sets
+    # REMOTE_ADDR (gunicorn's --forwarded-allow-ips does for trusted proxies).
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def failed_authentications_wait(request) -> float | None:
+    """Seconds a client address must wait, when its failed authentications are
+    over LTM_AUTH_FAILURE_LIMIT in the current window."""
+    rate = parse_rate(settings.LTM_AUTH_FAILURE_LIMIT)
+    if rate is None:
+        return None
+    limit, duration = rate
+    count, remaining = window_count(
+        "auth-failures", client_address(request), duration, add=0
+    )
+    return remaining if count >= limit else None
+
+
+def failed_authentication_count(request) -> None:
+    rate = parse_rate(settings.LTM_AUTH_FAILURE_LIMIT)
+    if rate is not None:
+        window_count("auth-failures", client_address(request), rate[1])

@@ -126,6 +126,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(LTM_MAX_REQUEST_BYTES, LTM_MAX_IMPORT_BYTES)
 
 # Requests per tenant (all its tokens together), e.g. "600/min"; empty: no limit.
 LTM_RATE_LIMIT = env.str("LTM_RATE_LIMIT", default="600/min")
+# Failed authentications per client address, after which it is refused (429)
+# until the window ends; empty: no limit.
+LTM_AUTH_FAILURE_LIMIT = env.str("LTM_AUTH_FAILURE_LIMIT", default="30/min")
 
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {
