@@ -6,7 +6,9 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ltm_project.settings")
 
-application = get_wsgi_application()
+from ltm_project.chunked import ChunkedBodies  # noqa: E402
+
+application = ChunkedBodies(get_wsgi_application())
 
 # Load the embedding model and check the vector store before the first request:
 # a store built for another model stops the server here, with its reason.

@@ -1,5 +1,7 @@
 """Two gunicorn worker processes writing memories at once, on the embedded defaults."""
 
+import http.client
+import io
 import json
 import os
 import socket
@@ -145,3 +147,53 @@ def test_two_worker_processes_write_at_once_without_losing_anything(server):
     assert database.execute("SELECT COUNT(*) FROM memories_message").fetchone()[
         0
     ] == len(jobs)
+
+
+def chunked_post(base: str, path: str, token: str, body: bytes) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=60)
+    pieces = [body[i : i + 1000] for i in range(0, len(body), 1000)]
+    connection.request(
+        "POST",
+        path,
+        body=iter(pieces),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+        },
+        encode_chunked=True,
+    )
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_a_chunked_body_is_read_within_the_limits(server):
+    base, token, _ = server
+    said = "I keep bees on the roof of my building."
+    status, answer = chunked_post(
+        base,
+        "/api/v1/message",
+        token,
+        json.dumps({"userId": "u1", "message": said}).encode(),
+    )
+    assert status == 200, answer
+    assert [episode["text"] for episode in answer["episodes"]] == [said]
+    too_big = json.dumps({"userId": "u1", "message": "x" * 300_000}).encode()
+    status, answer = chunked_post(base, "/api/v1/message", token, too_big)
+    assert (status, answer["error"]["code"]) == (413, "request_too_large")
+
+
+def test_a_server_that_cannot_decode_chunks_answers_411():
+    from ltm_project.chunked import ChunkedBodies
+
+    def never_called(environ, start_response):  # pragma: no cover - must not run
+        raise AssertionError("the application saw an unreadable body")
+
+    answered = {}
+    body = ChunkedBodies(never_called)(
+        {"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input": io.BytesIO(b"5\r\nhello")},
+        lambda status, headers: answered.update(status=status, headers=dict(headers)),
+    )
+    assert answered["status"].startswith("411")
+    assert answered["headers"]["Content-Type"] == "application/json"
+    assert json.loads(b"".join(body))["error"]["code"] == "length_required"
