@@ -1,23 +1,64 @@
 """Input and output shapes of the memory API (input and output kept apart)."""
 
-import re
+import unicodedata
 
 from django.conf import settings
 from rest_framework import serializers
 
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# Control, format (bidirectional overrides, zero-width), surrogate, private-use
+# and unassigned characters, and line or paragraph separators: none of them
+# belongs in an id, where they hide or reorder what an operator reads.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string, never a number or a boolean turned into one; never with
+    a NUL character, which PostgreSQL cannot store."""
+
+    default_error_messages = {
+        "invalid": "Must be a string.",
+        "null_character": "Must not contain the NUL character (U+0000).",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if "\x00" in data:
+            self.fail("null_character")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer, never a string or a boolean that looks like one."""
+
+    default_error_messages = {"invalid": "Must be a JSON integer."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 def _validate_user_id(value: str) -> str:
-    if _CONTROL_CHARACTERS.search(value):
+    if value != value.strip():
         raise serializers.ValidationError(
-            "userId must not contain control characters.", code="invalid"
+            "userId must not begin or end with white space.", code="whitespace"
+        )
+    if any(
+        unicodedata.category(character) in _HIDDEN_CATEGORIES for character in value
+    ):
+        raise serializers.ValidationError(
+            "userId must not contain control, format, bidirectional or "
+            "unassigned characters.",
+            code="hidden_character",
         )
     return value
 
 
-class UserIdField(serializers.CharField):
+class UserIdField(StrictCharField):
     def __init__(self, **kwargs):
+        # Kept exactly as sent: "  alice  " is refused, not made "alice".
+        kwargs.setdefault("trim_whitespace", False)
         kwargs.setdefault("max_length", settings.LTM_MAX_USER_ID_CHARS)
         kwargs.setdefault(
             "help_text",
@@ -31,7 +72,7 @@ class UserIdField(serializers.CharField):
 
 class MessageInputSerializer(serializers.Serializer):
     userId = UserIdField()  # noqa: N815 - the public contract's field name
-    message = serializers.CharField(
+    message = StrictCharField(
         max_length=settings.LTM_MAX_MESSAGE_CHARS,
         help_text=(
             "What the end user said, 1 to LTM_MAX_MESSAGE_CHARS characters "
@@ -41,7 +82,7 @@ class MessageInputSerializer(serializers.Serializer):
 
 
 class ForgetInputSerializer(MessageInputSerializer):
-    message = serializers.CharField(
+    message = StrictCharField(
         max_length=settings.LTM_MAX_MESSAGE_CHARS,
         help_text=(
             "What to forget, in the user's words, e.g. 'Forget that I am allergic "
@@ -52,15 +93,15 @@ class ForgetInputSerializer(MessageInputSerializer):
 
 class MemoryOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="vector_key", help_text="The memory's id.")
-    kind = serializers.CharField(
+    kind = StrictCharField(
         help_text="'fact' (a statement taken from a message) or 'episode' (what "
         "was said, as said: a message or a passage of a long one)."
     )
-    role = serializers.CharField(
+    role = StrictCharField(
         help_text="Role of the message it came from: 'user', 'assistant' or 'other'."
     )
-    text = serializers.CharField(help_text="The remembered text (blank once deleted).")
-    status = serializers.CharField(
+    text = StrictCharField(help_text="The remembered text (blank once deleted).")
+    status = StrictCharField(
         help_text="'active', 'hidden' (by support staff: kept, never recalled) or "
         "'deleted'."
     )
@@ -70,7 +111,7 @@ class MemoryOutputSerializer(serializers.Serializer):
         help_text="When the fact happened: a time the message named, else when it "
         "was said.",
     )
-    timeGranularity = serializers.CharField(  # noqa: N815
+    timeGranularity = StrictCharField(  # noqa: N815
         source="time_granularity",
         help_text="'day', 'week', 'month' or 'year' when the message named a "
         "time; blank when happenedAt is when it was said.",
@@ -100,7 +141,7 @@ class RecalledMemorySerializer(MemoryOutputSerializer):
 
 
 class ChangedMemorySerializer(MemoryOutputSerializer):
-    previousText = serializers.CharField(  # noqa: N815
+    previousText = StrictCharField(  # noqa: N815
         help_text="For an update, the text it replaced; for a delete, the text "
         "that was forgotten (returned this once, never stored)."
     )
@@ -117,7 +158,7 @@ class LanguageModelCallSerializer(serializers.Serializer):
         help_text="memory: the one call that plans a message's memory changes; "
         "reply: the answer; forget: choosing what a forget request names.",
     )
-    model = serializers.CharField()
+    model = StrictCharField()
     inputTokens = serializers.IntegerField(source="input_tokens")  # noqa: N815
     outputTokens = serializers.IntegerField(source="output_tokens")  # noqa: N815
     outcome = serializers.ChoiceField(
@@ -129,8 +170,8 @@ class LanguageModelCallSerializer(serializers.Serializer):
 
 
 class MessageOutputSerializer(serializers.Serializer):
-    reply = serializers.CharField(help_text="The answer to the end user.")
-    userId = serializers.CharField()  # noqa: N815
+    reply = StrictCharField(help_text="The answer to the end user.")
+    userId = StrictCharField()  # noqa: N815
     messageId = serializers.IntegerField(  # noqa: N815
         help_text="Id of the stored message (the provenance of what it added)."
     )
@@ -155,8 +196,8 @@ class MessageOutputSerializer(serializers.Serializer):
 
 
 class ForgetOutputSerializer(serializers.Serializer):
-    reply = serializers.CharField(help_text="What was forgotten, in words.")
-    userId = serializers.CharField()  # noqa: N815
+    reply = StrictCharField(help_text="What was forgotten, in words.")
+    userId = StrictCharField()  # noqa: N815
     scope = serializers.ChoiceField(
         choices=["memories", "everything"],
         help_text="'everything' when the request asked to forget all about the "
@@ -177,11 +218,11 @@ class ForgetOutputSerializer(serializers.Serializer):
 
 
 class MemoryEventSerializer(serializers.Serializer):
-    action = serializers.CharField()
-    oldText = serializers.CharField(source="old_text")  # noqa: N815
-    newText = serializers.CharField(source="new_text")  # noqa: N815
-    actor = serializers.CharField()
-    reason = serializers.CharField()
+    action = StrictCharField()
+    oldText = StrictCharField(source="old_text")  # noqa: N815
+    newText = StrictCharField(source="new_text")  # noqa: N815
+    actor = StrictCharField()
+    reason = StrictCharField()
     messageId = serializers.IntegerField(  # noqa: N815
         source="message_id", allow_null=True
     )
@@ -194,7 +235,7 @@ class MemoryEventSerializer(serializers.Serializer):
 
 
 class MemoryDetailSerializer(MemoryOutputSerializer):
-    userId = serializers.CharField(source="user_id")  # noqa: N815
+    userId = StrictCharField(source="user_id")  # noqa: N815
     history = MemoryEventSerializer(source="events", many=True)
 
 
@@ -206,13 +247,13 @@ class MemoryListQuerySerializer(serializers.Serializer):
 
 
 class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField(
+    code = StrictCharField(
         help_text="Stable machine-readable code, e.g. invalid_input, "
         "malformed_json, unsupported_media_type, not_authenticated, "
         "invalid_token, token_revoked, not_found, rate_limited, "
         "request_too_large, provider_unavailable, server_error."
     )
-    message = serializers.CharField(help_text="What went wrong, for people.")
+    message = StrictCharField(help_text="What went wrong, for people.")
     details = serializers.DictField(
         help_text="For invalid_input: {'fields': {name: [{code, message}]}}."
     )
@@ -223,7 +264,7 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class ImportMessageSerializer(serializers.Serializer):
-    text = serializers.CharField(
+    text = StrictCharField(
         max_length=settings.LTM_IMPORT_MAX_MESSAGE_CHARS,
         help_text="What was said, up to LTM_IMPORT_MAX_MESSAGE_CHARS characters "
         f"(default {settings.LTM_IMPORT_MAX_MESSAGE_CHARS}); a long message is kept "
@@ -239,7 +280,7 @@ class ImportMessageSerializer(serializers.Serializer):
         help_text="'user' (default), 'assistant' (kept as episodes, no facts "
         "extracted) or 'other'.",
     )
-    speaker = serializers.CharField(
+    speaker = StrictCharField(
         max_length=100,
         required=False,
         allow_blank=True,
@@ -247,7 +288,7 @@ class ImportMessageSerializer(serializers.Serializer):
         help_text="Who said it, for conversations between named people. With a "
         "speaker, any informative statement is kept, not only first-person ones.",
     )
-    clientMessageId = serializers.CharField(  # noqa: N815
+    clientMessageId = StrictCharField(  # noqa: N815
         max_length=255,
         required=False,
         allow_blank=True,
@@ -279,10 +320,10 @@ class ImportInputSerializer(serializers.Serializer):
 
 
 class ImportOutputSerializer(serializers.Serializer):
-    userId = serializers.CharField()  # noqa: N815
+    userId = StrictCharField()  # noqa: N815
     imported = serializers.IntegerField(help_text="Messages stored by this call.")
     skipped = serializers.ListField(
-        child=serializers.CharField(),
+        child=StrictCharField(),
         help_text="clientMessageIds already imported earlier, left as they were.",
     )
     messageIds = serializers.DictField(  # noqa: N815
@@ -316,10 +357,10 @@ class TimeRangeSerializer(serializers.Serializer):
 
 
 class SearchFiltersSerializer(serializers.Serializer):
-    speaker = serializers.CharField(
+    speaker = StrictCharField(
         max_length=100, required=False, help_text="Only what this speaker said."
     )
-    slot = serializers.CharField(
+    slot = StrictCharField(
         max_length=64,
         required=False,
         help_text="Only facts of this slot: name, home, job, age, birthday, "
@@ -337,10 +378,10 @@ class SearchFiltersSerializer(serializers.Serializer):
 
 class SearchInputSerializer(serializers.Serializer):
     userId = UserIdField()  # noqa: N815
-    query = serializers.CharField(
+    query = StrictCharField(
         max_length=settings.LTM_MAX_MESSAGE_CHARS, help_text="What to look for."
     )
-    topK = serializers.IntegerField(  # noqa: N815
+    topK = StrictIntegerField(  # noqa: N815
         min_value=1, max_value=100, default=10, help_text="Hits to return, 1-100."
     )
     timeRange = TimeRangeSerializer(  # noqa: N815
@@ -351,13 +392,13 @@ class SearchInputSerializer(serializers.Serializer):
 
 class ProvenanceSerializer(serializers.Serializer):
     messageId = serializers.IntegerField(source="pk")  # noqa: N815
-    clientMessageId = serializers.CharField(source="client_message_id")  # noqa: N815
+    clientMessageId = StrictCharField(source="client_message_id")  # noqa: N815
     sentAt = serializers.DateTimeField(source="sent_at")  # noqa: N815
-    speaker = serializers.CharField()
+    speaker = StrictCharField()
 
 
 class SearchHitSerializer(RecalledMemorySerializer):
-    speaker = serializers.CharField(help_text="Who said it, if known.")
+    speaker = StrictCharField(help_text="Who said it, if known.")
     provenance = ProvenanceSerializer(
         many=True, help_text="The messages the memory came from, oldest first."
     )
@@ -382,5 +423,5 @@ class SearchHitSerializer(RecalledMemorySerializer):
 
 
 class SearchOutputSerializer(serializers.Serializer):
-    userId = serializers.CharField()  # noqa: N815
+    userId = StrictCharField()  # noqa: N815
     hits = SearchHitSerializer(many=True)

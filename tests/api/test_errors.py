@@ -42,7 +42,7 @@ def nothing_changes(db):
         ({"userId": "u1", "message": ["hi"]}, "message", "invalid"),
         ({"userId": {"id": 1}, "message": "hi"}, "userId", "invalid"),
         ({"userId": "u1", "message": None}, "message", "null"),
-        ({"userId": "u\x00x", "message": "hi"}, "userId", "invalid"),
+        ({"userId": "u\x00x", "message": "hi"}, "userId", "null_character"),
         ({"userId": "u" * 256, "message": "hi"}, "userId", "max_length"),
         ({"userId": "u1", "message": "x" * 32001}, "message", "max_length"),
     ],
