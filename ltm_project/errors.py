@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -103,6 +104,20 @@ def api_exception_handler(exc, context):
             ),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
+    if isinstance(exc, OperationalError) and "locked" in str(exc):
+        # SQLite's busy timeout ran out behind another writer: nothing of this
+        # request was written (its transaction rolled back), and a retry works.
+        logger.warning("Database busy: %s", exc)
+        response = Response(
+            error_body(
+                "database_busy",
+                "The database is busy with other writes; nothing was stored. "
+                "Retry shortly.",
+            ),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = "1"
+        return response
     logger.exception("Unhandled error in API view", exc_info=exc)
     return Response(
         error_body("server_error", "An unexpected error occurred."),

@@ -205,13 +205,15 @@ LTM_S3VECTORS_INDEX_PREFIX = env.str("LTM_S3VECTORS_INDEX_PREFIX", default="ltm"
 LTM_S3VECTORS_CREATE_INDEXES = env.bool("LTM_S3VECTORS_CREATE_INDEXES", default=True)
 LTM_S3VECTORS_TEXT_SEARCH = env.bool("LTM_S3VECTORS_TEXT_SEARCH", default=True)
 LTM_S3VECTORS_LIST_SEGMENTS = env.int("LTM_S3VECTORS_LIST_SEGMENTS", default=4)
-LTM_S3VECTORS_MAX_ATTEMPTS = env.int("LTM_S3VECTORS_MAX_ATTEMPTS", default=5)
+# A call to S3 Vectors gives up after attempts x (connect + read) seconds, 16 by
+# default: a request makes at most three, well inside gunicorn's 60-second timeout.
+LTM_S3VECTORS_MAX_ATTEMPTS = env.int("LTM_S3VECTORS_MAX_ATTEMPTS", default=2)
 LTM_S3VECTORS_RETRY_MODE = env.str("LTM_S3VECTORS_RETRY_MODE", default="adaptive")
 LTM_S3VECTORS_CONNECT_TIMEOUT_SECONDS = env.float(
-    "LTM_S3VECTORS_CONNECT_TIMEOUT_SECONDS", default=5.0
+    "LTM_S3VECTORS_CONNECT_TIMEOUT_SECONDS", default=2.0
 )
 LTM_S3VECTORS_READ_TIMEOUT_SECONDS = env.float(
-    "LTM_S3VECTORS_READ_TIMEOUT_SECONDS", default=30.0
+    "LTM_S3VECTORS_READ_TIMEOUT_SECONDS", default=6.0
 )
 
 # Language model: "offline" (rules and templates, no model), "openai" (or any
@@ -253,6 +255,10 @@ LTM_FORGET_TOPIC_MIN_SCORE = env.float("LTM_FORGET_TOPIC_MIN_SCORE", default=0.3
 
 # Hybrid search: how many candidates each ranking gives, and how they are fused
 # (reciprocal rank fusion: weight / (k + rank), summed over the two rankings).
+# Pending vector operations (left by a store failure) a request applies before
+# its own work, at most; the rest wait for sync_vectors.
+LTM_OUTBOX_REQUEST_RETRIES = env.int("LTM_OUTBOX_REQUEST_RETRIES", default=20)
+
 LTM_SEARCH_CANDIDATES = env.int("LTM_SEARCH_CANDIDATES", default=100)
 LTM_SEARCH_RRF_K = env.int("LTM_SEARCH_RRF_K", default=20)
 LTM_SEARCH_KEYWORD_WEIGHT = env.float("LTM_SEARCH_KEYWORD_WEIGHT", default=1.0)

@@ -207,6 +207,12 @@ class VectorOperation(models.Model):
     applied_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # Not tried again before this, after a failure.
+    retry_after = models.DateTimeField(null=True, blank=True)
+    # The process applying it: it alone marks it, and nobody else writes the
+    # memory's vector until the claim is marked or expires.
+    claim_token = models.UUIDField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["applied_at", "tenant"])]

@@ -2,6 +2,7 @@
 own views, checked against the vector store and the API afterwards."""
 
 import importlib
+import time
 
 import numpy as np
 import pytest
@@ -280,6 +281,7 @@ def test_a_hide_the_store_failed_to_apply_is_finished_later(
     assert key in vector_keys(peanuts)
     assert key not in search_hits(client_a, "peanuts")
     monkeypatch.undo()
+    time.sleep(1.1)  # the backoff after a first failure
     vector_operations_retry(tenant=peanuts.tenant)
     assert key not in vector_keys(peanuts)
 

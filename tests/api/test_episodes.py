@@ -223,14 +223,16 @@ def test_query_counts_of_message_and_search_are_pinned(
     for i in range(5):
         post_message(client_a, "u1", f"I planted {i + 3} tulips in the garden.")
     # The count does not grow with the user's memories. It includes applying
-    # the previous message's outbox entries (6 queries: in a test's transaction
-    # nothing commits, so the next request applies them, as after a failure),
+    # the previous message's outbox entries (9 queries: in a test's transaction
+    # nothing commits, so the next request applies them, as after a failure:
+    # whether any are pending, the claim in its savepoint, reading the claimed
+    # memories and their claims, marking them, and whether newer ones came),
     # and on PostgreSQL the user's write lock and the user's keyword counts
     # (SQLite reads them in the ranking's own statement).
     from django.db import connection
 
     postgres = connection.vendor == "postgresql"
-    with django_assert_num_queries(28 + 2 * postgres):
+    with django_assert_num_queries(31 + 2 * postgres):
         post_message(client_a, "u1", "I bought a blue watering can.")
     # Token, keyword ranking, candidates, rows, provenance.
     with django_assert_num_queries(5 + postgres):
