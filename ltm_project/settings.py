@@ -95,7 +95,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Security (effective when LTM_DEBUG is off) ----------------------------
+# Behind a TLS proxy (the expected deployment), the proxy says the request
+# came over HTTPS in X-Forwarded-Proto; it must set or strip that header.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Plain HTTP is redirected to HTTPS, and browsers are told to use HTTPS only.
+SECURE_SSL_REDIRECT = env.bool("LTM_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("LTM_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("LTM_HSTS_INCLUDE_SUBDOMAINS", default=False)
+# Both are the deployer's choice (every subdomain on HTTPS; the browsers' list):
+# `check --deploy` names them (W005, W021) until they are set.
+SECURE_HSTS_PRELOAD = env.bool("LTM_HSTS_PRELOAD", default=False)
 SESSION_COOKIE_SECURE = env.bool("LTM_SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -8,6 +8,8 @@ os.environ.setdefault("LTM_DATA_DIR", tempfile.mkdtemp(prefix="ltm-test-"))
 # WhiteNoise warns about a missing static root; tests serve no static files.
 os.environ.setdefault("LTM_STATIC_ROOT", tempfile.mkdtemp(prefix="ltm-static-"))
 os.environ.setdefault("LTM_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+# The test client and live servers speak plain HTTP, with no TLS proxy in front.
+os.environ.setdefault("LTM_SSL_REDIRECT", "false")
 
 from ltm_project.settings import *  # noqa: E402, F403
 

@@ -61,6 +61,8 @@ def server(tmp_path):
         "LTM_SECRET_KEY": "test-only",
         "LTM_ALLOWED_HOSTS": "127.0.0.1",
         "LTM_DEBUG": "false",
+        # Plain HTTP on 127.0.0.1: no TLS proxy in front to redirect to.
+        "LTM_SSL_REDIRECT": "false",
         "DJANGO_SETTINGS_MODULE": "ltm_project.settings",
     }
     manage(env, "migrate", "--verbosity", "0")
