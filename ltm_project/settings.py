@@ -133,6 +133,11 @@ LTM_MAX_REQUEST_BYTES = env.int("LTM_MAX_REQUEST_BYTES", default=256 * 1024)
 LTM_MAX_IMPORT_BYTES = env.int("LTM_MAX_IMPORT_BYTES", default=8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(LTM_MAX_REQUEST_BYTES, LTM_MAX_IMPORT_BYTES)
 
+# Keys the permutation that gives clients message ids without the gaps of one
+# shared sequence (memories/public_ids.py); derived from LTM_SECRET_KEY if empty.
+# Changing it changes every message id clients have seen.
+LTM_PUBLIC_ID_KEY = env.str("LTM_PUBLIC_ID_KEY", default="")
+
 # Requests per tenant (all its tokens together), e.g. "600/min"; empty: no limit.
 LTM_RATE_LIMIT = env.str("LTM_RATE_LIMIT", default="600/min")
 # Failed authentications per client address, after which it is refused (429)

@@ -5,6 +5,8 @@ import unicodedata
 from django.conf import settings
 from rest_framework import serializers
 
+from memories.public_ids import public_message_id
+
 # Control, format (bidirectional overrides, zero-width), surrogate, private-use
 # and unassigned characters, and line or paragraph separators: none of them
 # belongs in an id, where they hide or reorder what an operator reads.
@@ -26,6 +28,13 @@ class StrictCharField(serializers.CharField):
         if "\x00" in data:
             self.fail("null_character")
         return super().to_internal_value(data)
+
+
+class PublicMessageIdField(serializers.IntegerField):
+    """A stored message's id as clients see it (memories/public_ids.py)."""
+
+    def to_representation(self, value):
+        return public_message_id(value)
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -118,7 +127,7 @@ class MemoryOutputSerializer(serializers.Serializer):
     )
     createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
     updatedAt = serializers.DateTimeField(source="updated_at")  # noqa: N815
-    sourceMessageId = serializers.IntegerField(  # noqa: N815
+    sourceMessageId = PublicMessageIdField(  # noqa: N815
         source="source_message_id",
         allow_null=True,
         help_text="The stored message the memory came from.",
@@ -172,7 +181,7 @@ class LanguageModelCallSerializer(serializers.Serializer):
 class MessageOutputSerializer(serializers.Serializer):
     reply = StrictCharField(help_text="The answer to the end user.")
     userId = StrictCharField()  # noqa: N815
-    messageId = serializers.IntegerField(  # noqa: N815
+    messageId = PublicMessageIdField(  # noqa: N815
         help_text="Id of the stored message (the provenance of what it added)."
     )
     recalled = RecalledMemorySerializer(
@@ -223,7 +232,7 @@ class MemoryEventSerializer(serializers.Serializer):
     newText = StrictCharField(source="new_text")  # noqa: N815
     actor = StrictCharField()
     reason = StrictCharField()
-    messageId = serializers.IntegerField(  # noqa: N815
+    messageId = PublicMessageIdField(  # noqa: N815
         source="message_id", allow_null=True
     )
     validUntil = serializers.DateTimeField(  # noqa: N815
@@ -327,7 +336,7 @@ class ImportOutputSerializer(serializers.Serializer):
         help_text="clientMessageIds already imported earlier, left as they were.",
     )
     messageIds = serializers.DictField(  # noqa: N815
-        child=serializers.IntegerField(),
+        child=PublicMessageIdField(),
         help_text="The stored message id of each clientMessageId of the batch, "
         "imported now or before.",
     )
@@ -391,7 +400,7 @@ class SearchInputSerializer(serializers.Serializer):
 
 
 class ProvenanceSerializer(serializers.Serializer):
-    messageId = serializers.IntegerField(source="pk")  # noqa: N815
+    messageId = PublicMessageIdField(source="pk")  # noqa: N815
     clientMessageId = StrictCharField(source="client_message_id")  # noqa: N815
     sentAt = serializers.DateTimeField(source="sent_at")  # noqa: N815
     speaker = StrictCharField()

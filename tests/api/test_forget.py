@@ -1,6 +1,7 @@
 import pytest
 
 from memories.models import Memory, MemoryEvent, Message
+from memories.public_ids import message_pk
 from memories.vectorstores import Namespace
 from tests.helpers import database_rows_containing, post_forget, post_message
 
@@ -63,7 +64,7 @@ def test_a_forgotten_fact_leaves_no_text_anywhere(client_a, told, vector_store):
         "delete",
     ]
     # The message it came from is redacted; the other fact from it is kept.
-    assert Message.objects.get(pk=told["messageId"]).redacted_at is not None
+    assert Message.objects.get(pk=message_pk(told["messageId"])).redacted_at is not None
     assert Memory.objects.filter(text__contains="Lisbon", status="active").exists()
 
 

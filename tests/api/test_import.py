@@ -1,6 +1,7 @@
 import pytest
 
 from memories.models import Memory, Message, VectorOperation
+from memories.public_ids import public_message_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,7 +41,8 @@ def test_import_remembers_each_message_with_its_time_and_id(client_a):
     body = response.json()
     assert body["imported"] == 3
     assert body["messageIds"] == {
-        message.client_message_id: message.pk for message in Message.objects.all()
+        message.client_message_id: public_message_id(message.pk)
+        for message in Message.objects.all()
     }
     assert set(body["messageIds"]) == {"D1:3", "D1:4", "D1:5"}
     # Every message is also kept as said: one episode each.
@@ -85,7 +87,8 @@ def test_a_partly_known_batch_imports_only_the_new_messages(client_a):
     assert body["episodes"] == 2
     # Every clientMessageId of the batch is mapped, the known one included.
     assert body["messageIds"] == {
-        message.client_message_id: message.pk for message in Message.objects.all()
+        message.client_message_id: public_message_id(message.pk)
+        for message in Message.objects.all()
     }
     assert set(body["messageIds"]) == {"D1:3", "D1:4", "D1:5"}
 

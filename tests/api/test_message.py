@@ -1,6 +1,7 @@
 import pytest
 
 from memories.models import Memory, MemoryEvent, Message
+from memories.public_ids import message_pk
 from tests.helpers import post_message
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,7 +29,7 @@ def test_it_stores_each_first_person_fact_of_a_message(client_a):
     assert (
         Memory.objects.filter(user_id="u1", status="active", kind="fact").count() == 2
     )
-    message = Message.objects.get(pk=body["messageId"])
+    message = Message.objects.get(pk=message_pk(body["messageId"]))
     assert "Lisbon" in message.text
     # The message itself is also kept, as said: one episode.
     (episode,) = body["episodes"]
@@ -97,7 +98,7 @@ def test_a_new_home_replaces_the_old_one_and_history_keeps_it(client_a, vector_s
 def test_a_relative_date_is_resolved_against_the_message_time(client_a):
     body = post_message(client_a, "u1", "I moved to Lisbon last month.").json()
     memory = Memory.objects.get(vector_key=body["added"][0]["id"])
-    sent_at = Message.objects.get(pk=body["messageId"]).sent_at
+    sent_at = Message.objects.get(pk=message_pk(body["messageId"])).sent_at
     expected_month = (sent_at.month - 2) % 12 + 1
     assert memory.happened_at.month == expected_month
     assert memory.time_granularity == "month"

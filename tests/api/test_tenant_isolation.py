@@ -76,3 +76,21 @@ def test_tenant_ids_in_the_body_are_ignored(client_b, tenant_a, a_memory):
     )
     assert response.status_code == 200
     assert response.json()["recalled"] == []
+
+
+def test_message_ids_say_nothing_of_other_tenants_traffic(client_a, client_b):
+    first = post_message(client_a, "u1", "I keep bees.").json()["messageId"]
+    for index in range(5):
+        post_message(client_b, "u1", f"I own {index + 2} bikes.")
+    second = post_message(client_a, "u1", "I keep goats.").json()["messageId"]
+    # Rows 1 and 7 of one sequence: as seen, two unrelated numbers, each exact
+    # in JavaScript.
+    assert abs(second - first) > 1000
+    assert 0 < first < 2**53
+    assert 0 < second < 2**53
+    hits = client_a.post(
+        "/api/v1/memories/search",
+        {"userId": "u1", "query": "goats", "topK": 1},
+        format="json",
+    ).json()["hits"]
+    assert hits[0]["provenance"][0]["messageId"] == second
