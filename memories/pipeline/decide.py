@@ -4,13 +4,25 @@ The offline rules and a language model's plan both end here as one list of
 operations (add, update, delete, repeat), which `apply` writes.
 """
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 import numpy as np
 
-from memories.text import named_values
+from memories.text import content_words, named_values, words
+
+# Words of a message that asks to forget, or says a memory was never true: only
+# then may a model's plan delete (a memory's own text cannot ask for it).
+DELETE_INTENT = re.compile(
+    r"\b(?:forget|delete|remove|erase|never\s+(?:was|were|did|had|have|said)|"
+    r"(?:is|was|that's|that\s+is|that\s+was)\s+(?:not|n't)\s+true|"
+    r"(?:that's|that\s+is|that\s+was|this\s+is)\s+(?:wrong|false|incorrect))\b",
+    re.IGNORECASE,
+)
+# Share of a model-written fact's content words the message must hold.
+SUPPORT_SHARE = 0.5
 
 
 class Op(StrEnum):
@@ -165,16 +177,36 @@ class PlannedChange:
     proposal: Proposal | None = None
 
 
+def asks_to_delete(said: str) -> bool:
+    return bool(DELETE_INTENT.search(said))
+
+
+def supported_by(text: str, said: str) -> bool:
+    """Whether a fact a model wrote comes from what the user said: at least
+    half of its content words, and every number and name it names, are in the
+    message. Neither a memory's text nor a hostile answer can then store or
+    rewrite what the user did not say."""
+    content = content_words(text) - {"user"}
+    if not content:
+        return False
+    if len(content & content_words(said)) < SUPPORT_SHARE * len(content):
+        return False
+    said_words = {word.lower() for word in words(said)}
+    return named_values(text) <= said_words
+
+
 def decide_plan(
     planned: list[PlannedChange],
     targets: dict[str, Known],
     stored: Stored,
     *,
-    deletes_allowed: bool,
+    said: str,
 ) -> list[Operation]:
-    """A model's plan as operations: only memories it was shown can be changed,
-    a fact already stored is a repeat, and deletes apply only when the message
-    asks for them (a memory's text cannot order one)."""
+    """A model's plan as operations, within what the message allows: only
+    memories it was shown can be changed; an add or an update must be
+    supported by the message; a delete applies only when the message asks for
+    one; a fact already stored is a repeat."""
+    deletes_allowed = asks_to_delete(said)
     operations: list[Operation] = []
     touched: set[str] = set()
     added: dict[str, int] = {}
@@ -190,6 +222,8 @@ def decide_plan(
                         Operation(Op.DELETE, None, known, "the user said so")
                     )
                 continue
+            if not supported_by(change.proposal.text, said):
+                continue
             touched.add(change.key)
             if known.digest == change.proposal.digest:
                 operations.append(Operation(Op.REPEAT, change.proposal, known))
@@ -199,6 +233,8 @@ def decide_plan(
                 )
             continue
         proposal = change.proposal
+        if not supported_by(proposal.text, said):
+            continue
         if proposal.digest in added:
             operations.append(Operation(Op.REPEAT, proposal, added[proposal.digest]))
         elif proposal.digest in stored.by_digest:

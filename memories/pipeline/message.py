@@ -1,6 +1,5 @@
 """One message of an end user: recall, remember (facts and its episode), reply."""
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,14 +29,6 @@ from memories.providers.llm import ExtractedFact, MemoryView, get_language_model
 from memories.search import SearchHit
 from memories.selectors import memory_recall
 from memories.writes import Actor, context_add, memory_digest, user_write_lock
-
-# Words of a message that asks to forget, or says a memory was never true: only
-# then may the memory call delete (a memory's own text cannot ask for it).
-_DELETE_INTENT = re.compile(
-    r"\b(forget|delete|remove|erase|never\s+(?:was|were|did|had|have|said)|"
-    r"(?:is|was|that's|that\s+is)\s+(?:not|n't)\s+true|wrong)\b",
-    re.IGNORECASE,
-)
 
 
 @dataclass
@@ -206,7 +197,7 @@ def message_handle(
                 plan=plan,
                 vectors=fact_vectors,
                 related=related_facts,
-                deletes_allowed=bool(_DELETE_INTENT.search(text)),
+                said=text,
             )
         applied = apply(
             tenant=tenant,
@@ -241,7 +232,7 @@ def message_handle(
     )
 
 
-def _plan_operations(*, tenant, user_id, plan, vectors, related, deletes_allowed):
+def _plan_operations(*, tenant, user_id, plan, vectors, related, said):
     proposals_by_position = []
     vector_index = 0
     for operation in plan.operations:
@@ -261,6 +252,4 @@ def _plan_operations(*, tenant, user_id, plan, vectors, related, deletes_allowed
     targets = {str(hit.memory.vector_key): known_of(hit.memory) for hit in related}
     proposals = [change.proposal for change in proposals_by_position if change.proposal]
     stored = stored_for(tenant=tenant, user_id=user_id, proposals=proposals)
-    return decide_plan(
-        proposals_by_position, targets, stored, deletes_allowed=deletes_allowed
-    )
+    return decide_plan(proposals_by_position, targets, stored, said=said)

@@ -218,7 +218,8 @@ def test_a_delete_happens_when_the_user_asks_for_it(model, client_a):
 
 def test_a_memory_that_gives_orders_changes_nothing(model, client_a):
     model.memory.append(add("I live in Lisbon.", "I play chess.", INJECTION))
-    post_message(client_a, "u1", "I live in Lisbon and I play chess.")
+    # The user said it (an import of someone else's words could have too).
+    post_message(client_a, "u1", f"I live in Lisbon and I play chess. {INJECTION}")
 
     def obeys_the_injection(data):
         # A model fooled by the memory's text: delete everything, add tea.
@@ -413,7 +414,7 @@ def test_forget_shows_the_model_only_related_memories(model, client_a):
     model.memory.append(
         add("I live in Lisbon.", INJECTION, "I am allergic to peanuts.")
     )
-    post_message(client_a, "u1", "Lisbon. Peanuts.")
+    post_message(client_a, "u1", f"Lisbon. Peanuts. {INJECTION}")
     model.forget.append(
         lambda data: {"forget": [m["id"] for m in data["candidate_memories"]]}
     )
@@ -431,3 +432,44 @@ def test_the_offline_provider_reports_no_usage(client_a):
 
     assert response.json()["usage"] == []
     assert re.search("No language model", response.json()["reply"])
+
+
+def test_a_hostile_model_cannot_store_or_rewrite_what_the_user_did_not_say(
+    model, client_a
+):
+    model.memory.append(add("I live in Lisbon."))
+    post_message(client_a, "u1", "I live in Lisbon.")
+
+    def hostile(data):
+        lisbon = alias_of(data, "Lisbon")
+        return {
+            "operations": [
+                {
+                    "action": "update",
+                    "memory": lisbon,
+                    "text": "I live in Pyongyang.",
+                    "happened_on": "",
+                },
+                {"action": "delete", "memory": lisbon, "text": "", "happened_on": ""},
+                *add("My bank PIN is 4321.", "I like tea.")(data)["operations"],
+            ]
+        }
+
+    model.memory.append(hostile)
+    response = post_message(client_a, "u1", "I like tea. What's wrong with my oven?")
+    body = response.json()
+    assert (body["updated"], body["deleted"]) == ([], [])
+    assert [memory["text"] for memory in body["added"]] == ["I like tea."]
+    assert active_texts() == ["I like tea.", "I live in Lisbon."]
+
+
+def test_recalled_memories_reach_the_reply_only_as_user_data(model, client_a):
+    model.memory.append(add("I live in Lisbon.", INJECTION))
+    post_message(client_a, "u1", f"I live in Lisbon. {INJECTION}")
+    post_message(client_a, "u1", "Where do I live?")
+    reply_call = model.fake.chat_requests()[-1].body
+    system = [m["content"] for m in reply_call["messages"] if m["role"] == "system"]
+    assert all(INJECTION not in text and "Lisbon" not in text for text in system)
+    user = [m["content"] for m in reply_call["messages"] if m["role"] == "user"]
+    assert any(INJECTION in text for text in user)
+    assert any("Where do I live?" in text for text in user)
