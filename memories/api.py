@@ -3,7 +3,6 @@
 from django.conf import settings
 from drf_spectacular.utils import (
     OpenApiExample,
-    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
 )
@@ -207,10 +206,11 @@ class MemoryViewSet(
 
     @extend_schema(
         summary="List a user's memories",
-        parameters=[
-            OpenApiParameter("userId", str, required=True, description="End user id.")
-        ],
-        responses={200: MemoryOutputSerializer(many=True), 400: _ERRORS[400]},
+        parameters=[MemoryListQuerySerializer],
+        responses={
+            200: MemoryOutputSerializer(many=True),
+            **{code: _ERRORS[code] for code in (400, 401, 429)},
+        },
     )
     def list(self, request, *args, **kwargs):
         query = MemoryListQuerySerializer(data=request.query_params)
@@ -222,7 +222,11 @@ class MemoryViewSet(
 
     @extend_schema(
         summary="Read a memory and its history",
-        responses={200: MemoryDetailSerializer, 404: OpenApiResponse(ErrorSerializer)},
+        responses={
+            200: MemoryDetailSerializer,
+            404: OpenApiResponse(ErrorSerializer, description="not_found."),
+            **{code: _ERRORS[code] for code in (401, 429)},
+        },
     )
     def retrieve(self, request, *args, **kwargs):
         return super().retrieve(request, *args, **kwargs)
@@ -231,7 +235,11 @@ class MemoryViewSet(
         summary="Delete a memory",
         description="Same as a forget of this one memory: vector and content go, a "
         "tombstone stays.",
-        responses={204: None, 404: OpenApiResponse(ErrorSerializer)},
+        responses={
+            204: None,
+            404: OpenApiResponse(ErrorSerializer, description="not_found."),
+            **{code: _ERRORS[code] for code in (401, 429)},
+        },
     )
     def destroy(self, request, *args, **kwargs):
         return super().destroy(request, *args, **kwargs)

@@ -1,16 +1,26 @@
 """Input and output shapes of the memory API (input and output kept apart)."""
 
-import unicodedata
+import re
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from memories.public_ids import public_message_id
 
-# Control, format (bidirectional overrides, zero-width), surrogate, private-use
-# and unassigned characters, and line or paragraph separators: none of them
-# belongs in an id, where they hide or reorder what an operator reads.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# Control and format characters (bidirectional overrides, zero-width ones, the
+# soft hyphen), line and paragraph separators, surrogates and private use: none
+# belongs in an id, where they hide or reorder what an operator reads. One
+# definition, for the server and the schema (JSON Schema patterns read \\uXXXX
+# escapes alike, so the class keeps to the Basic Multilingual Plane).
+_HIDDEN = (
+    "\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f"
+    "\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u206f"
+    "\\ud800-\\uf8ff\\ufeff\\ufff9-\\ufffb"
+)
+# No hidden character, and no white space at either end.
+USER_ID_PATTERN = f"^[^\\s{_HIDDEN}](?:[^{_HIDDEN}]*[^\\s{_HIDDEN}])?$"
+_HIDDEN_CHARACTER = re.compile(f"[{_HIDDEN}]")
 
 
 class StrictCharField(serializers.CharField):
@@ -53,17 +63,26 @@ def _validate_user_id(value: str) -> str:
         raise serializers.ValidationError(
             "userId must not begin or end with white space.", code="whitespace"
         )
-    if any(
-        unicodedata.category(character) in _HIDDEN_CATEGORIES for character in value
-    ):
+    if _HIDDEN_CHARACTER.search(value):
         raise serializers.ValidationError(
             "userId must not contain control, format, bidirectional or "
-            "unassigned characters.",
+            "private-use characters.",
             code="hidden_character",
         )
     return value
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": USER_ID_PATTERN,
+        "description": "Your application's own id for the end user: 1-255 "
+        "characters, kept exactly as sent, with no white space at either end and "
+        "no control, format, bidirectional or private-use characters.",
+    }
+)
 class UserIdField(StrictCharField):
     def __init__(self, **kwargs):
         # Kept exactly as sent: "  alice  " is refused, not made "alice".

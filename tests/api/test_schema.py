@@ -50,3 +50,37 @@ def test_the_docs_page_is_served_without_network(anonymous_client):
     page = response.content.decode()
     assert "/api/schema/" in page
     assert "cdn" not in page.lower()
+
+
+def test_the_schema_states_the_user_id_rules_the_server_applies(
+    anonymous_client, client_a
+):
+    import re
+
+    schema = anonymous_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    user_id = schema["components"]["schemas"]["MessageInputRequest"]["properties"][
+        "userId"
+    ]
+    assert (user_id["minLength"], user_id["maxLength"]) == (1, 255)
+    candidates = ["alice", "a b", "Ana Sofía", "用户7", " alice", "alice ", "\t"]
+    candidates += ["ali\u0085ce", "ali\u202ece", "ali\u200bce", "x\ue000"]
+    for candidate in candidates:
+        allowed = re.fullmatch(user_id["pattern"], candidate) is not None
+        response = client_a.post(
+            "/api/v1/forget",
+            {"userId": candidate, "message": "Forget my shoe size."},
+            format="json",
+        )
+        assert (response.status_code == 200) == allowed, candidate
+
+
+def test_reading_and_deleting_memories_document_their_errors(anonymous_client):
+    schema = anonymous_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    listing = schema["paths"]["/api/v1/memories"]["get"]
+    assert {"200", "400", "401", "429"} <= set(listing["responses"])
+    user_id = next(p for p in listing["parameters"] if p["name"] == "userId")
+    assert user_id["required"]
+    assert user_id["schema"]["minLength"] == 1
+    one = schema["paths"]["/api/v1/memories/{id}"]
+    assert {"200", "401", "404", "429"} <= set(one["get"]["responses"])
+    assert {"204", "401", "404", "429"} <= set(one["delete"]["responses"])
