@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.models import ApiToken, Tenant
+from accounts.scoping import TenantScopedAdminMixin
 from accounts.services import token_revoke
 from memories.selectors import (
     end_users_list,
@@ -34,7 +35,10 @@ class ApiTokenInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    tenant_field = ""
+    # Operators assign tenant-scoped support staff here.
+    filter_horizontal = ["support_staff"]
     list_display = ["slug", "name", "is_active", "created_at", "tokens_spent"]
     list_filter = ["is_active"]
     list_select_related = ["usage"]
@@ -130,7 +134,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     list_display = [
         "prefix",
         "name",

@@ -1,5 +1,6 @@
 """Tenants (the applications that use LTM) and their API tokens."""
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -11,9 +12,15 @@ class Tenant(models.Model):
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Staff who see and moderate this tenant only (the "tenant support" group);
+    # staff with support_all_tenants (the "support" group) see every tenant.
+    support_staff = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="supported_tenants"
+    )
 
     class Meta:
         ordering = ["slug"]
+        permissions = [("support_all_tenants", "Can see and moderate every tenant")]
 
     def __str__(self) -> str:
         return self.slug

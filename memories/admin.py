@@ -17,6 +17,7 @@ from django.template.defaultfilters import truncatechars
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from accounts.scoping import TenantScopedAdminMixin
 from memories import moderation as services
 from memories.models import Memory, MemoryEvent, MemorySource, Message, VectorOperation
 from memories.providers.embeddings import EmbeddingError
@@ -191,7 +192,7 @@ MODERATIONS = {
 
 
 @admin.register(Memory)
-class MemoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MemoryAdmin(TenantScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "excerpt",
         "kind",
@@ -495,7 +496,7 @@ class MemoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MessageAdmin(TenantScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "user_id", "tenant", "kind", "excerpt", "sent_at"]
     list_filter = ["tenant", "kind", "sent_at"]
     list_select_related = ["tenant"]
@@ -519,7 +520,9 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(VectorOperation)
-class VectorOperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class VectorOperationAdmin(
+    TenantScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     list_display = ["id", "memory", "tenant", "created_at", "applied_at", "attempts"]
     list_filter = ["tenant", ("applied_at", admin.EmptyFieldListFilter)]
     list_select_related = ["tenant", "memory"]

@@ -39,6 +39,9 @@ REX_FACT = ("fact", "I have a dog named Rex.")
 REX_EPISODE = ("episode", "I have a dog named Rex.")
 
 support_migration = importlib.import_module("memories.migrations.0006_support_group")
+scopes_migration = importlib.import_module(
+    "accounts.migrations.0004_tenant_support_group"
+)
 
 
 @pytest.fixture
@@ -47,6 +50,7 @@ def support_group(db):
     # transactional tests, groups included, so the migration's function runs
     # again here.
     support_migration.create_support_group(django_apps, None)
+    scopes_migration.grant_support_scopes(django_apps, None)
     return Group.objects.get(name=support_migration.SUPPORT_GROUP)
 
 
@@ -458,7 +462,9 @@ def test_a_staff_user_outside_the_support_group_cannot_moderate(client, peanuts)
 
 
 def test_a_viewer_without_the_moderate_permission_sees_no_action(client, told):
-    viewer = _staff_client(client, "val", permissions=["view_memory"])
+    viewer = _staff_client(
+        client, "val", permissions=["view_memory", "support_all_tenants"]
+    )
     memory = told[PEANUTS]
 
     page = viewer.get(f"{MEMORIES}{memory.pk}/change/").content.decode()
@@ -483,7 +489,13 @@ def test_a_viewer_without_the_moderate_permission_sees_no_action(client, told):
 def test_the_support_group_has_view_and_moderate_permissions_only(support_group):
     codenames = set(support_group.permissions.values_list("codename", flat=True))
     assert "moderate_memory" in codenames
-    assert {codename.split("_")[0] for codename in codenames} == {"view", "moderate"}
+    # Views, moderation, and the scope: every tenant.
+    assert {codename.split("_")[0] for codename in codenames} == {
+        "view",
+        "moderate",
+        "support",
+    }
+    assert "support_all_tenants" in codenames
     assert not support_group.permissions.filter(content_type__app_label="auth").exists()
 
 
