@@ -84,3 +84,17 @@ def test_reading_and_deleting_memories_document_their_errors(anonymous_client):
     one = schema["paths"]["/api/v1/memories/{id}"]
     assert {"200", "401", "404", "429"} <= set(one["get"]["responses"])
     assert {"204", "401", "404", "429"} <= set(one["delete"]["responses"])
+
+
+def test_request_strings_state_that_nul_is_refused(anonymous_client):
+    import re
+
+    from ltm_project.schema import NO_NUL_PATTERN
+
+    schema = anonymous_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    message = schema["components"]["schemas"]["MessageInputRequest"]["properties"][
+        "message"
+    ]
+    assert message["pattern"] == NO_NUL_PATTERN
+    assert re.fullmatch(message["pattern"], "a\u0000b") is None
+    assert re.fullmatch(message["pattern"], "Olá, 世界\n") is not None
