@@ -34,6 +34,8 @@ def configure(data_dir: str) -> None:
     Path(data_dir, "static").mkdir(exist_ok=True)
     os.environ["LTM_RATE_LIMIT"] = ""
     os.environ["LTM_ALLOWED_HOSTS"] = "testserver"
+    # The in-process client speaks plain HTTP; no TLS proxy redirects it.
+    os.environ["LTM_SSL_REDIRECT"] = "false"
     os.environ.pop("DATABASE_URL", None)
     sys.path.insert(0, str(ROOT))
     import django
