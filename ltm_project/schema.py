@@ -1,5 +1,7 @@
 """Rules of the server the generated schema would not state by itself."""
 
+from django.conf import settings
+
 # Every string a client sends refuses NUL (PostgreSQL cannot store it).
 NO_NUL_PATTERN = "^[^\\u0000]*$"
 
@@ -7,9 +9,23 @@ NO_NUL_PATTERN = "^[^\\u0000]*$"
 def strings_refuse_nul(result, generator, request, public):
     """drf-spectacular postprocessing hook: request strings without a pattern of
     their own get NO_NUL_PATTERN."""
-    for name, component in result.get("components", {}).get("schemas", {}).items():
+    components = result.get("components", {}).get("schemas", {})
+    for name, component in components.items():
         if name.endswith("Request"):
             _mark(component)
+    return result
+
+
+def import_batch_size(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the import's message count, which
+    drf-spectacular does not take from a list serializer's lengths."""
+    component = (
+        result.get("components", {}).get("schemas", {}).get("ImportInputRequest")
+    )
+    if component is not None:
+        component["properties"]["messages"].update(
+            minItems=1, maxItems=settings.LTM_IMPORT_MAX_MESSAGES
+        )
     return result
 
 

@@ -174,6 +174,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "ltm_project.schema.strings_refuse_nul",
+        "ltm_project.schema.import_batch_size",
     ],
     # Swagger UI's files are served from the installed package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -96,5 +96,9 @@ def test_request_strings_state_that_nul_is_refused(anonymous_client):
         "message"
     ]
     assert message["pattern"] == NO_NUL_PATTERN
+    batch = schema["components"]["schemas"]["ImportInputRequest"]["properties"][
+        "messages"
+    ]
+    assert (batch["minItems"], batch["maxItems"]) == (1, 500)
     assert re.fullmatch(message["pattern"], "a\u0000b") is None
     assert re.fullmatch(message["pattern"], "Olá, 世界\n") is not None
