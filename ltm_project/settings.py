@@ -281,9 +281,9 @@ LTM_OUTBOX_REQUEST_RETRIES = env.int("LTM_OUTBOX_REQUEST_RETRIES", default=20)
 LTM_SEARCH_CANDIDATES = env.int("LTM_SEARCH_CANDIDATES", default=100)
 LTM_SEARCH_RRF_K = env.int("LTM_SEARCH_RRF_K", default=20)
 LTM_SEARCH_KEYWORD_WEIGHT = env.float("LTM_SEARCH_KEYWORD_WEIGHT", default=1.0)
-LTM_SEARCH_VECTOR_WEIGHT = env.float("LTM_SEARCH_VECTOR_WEIGHT", default=0.5)
+LTM_SEARCH_VECTOR_WEIGHT = env.float("LTM_SEARCH_VECTOR_WEIGHT", default=0.7)
 # Weight of the neighbouring messages' words against the memory's own words.
-LTM_SEARCH_CONTEXT_WEIGHT = env.float("LTM_SEARCH_CONTEXT_WEIGHT", default=0.8)
+LTM_SEARCH_CONTEXT_WEIGHT = env.float("LTM_SEARCH_CONTEXT_WEIGHT", default=0.6)
 # Keyword weights are counted over the user's memories plus this many documents
 # of everyday language (word frequencies of this language; "" for none), so a
 # user with few memories still knows "really" from "Coimbra".
