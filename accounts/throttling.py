@@ -22,23 +22,26 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
     return SimpleRateThrottle.parse_rate(None, rate)
 
 
-def window_count(
-    scope: str, ident: str, duration: int, *, add: int = 1
-) -> tuple[int, float]:
-    """Adds to the current window's counter; its new value, and the seconds
-    until the window ends."""
+def _window(scope: str, ident: str, duration: int) -> tuple[str, float]:
+    """The current window's counter key, and the seconds until it ends."""
     now = time.time()
     window = int(now // duration)
-    key = f"ltm:rate:{scope}:{ident}:{window}"
+    return f"ltm:rate:{scope}:{ident}:{window}", (window + 1) * duration - now
+
+
+def window_add(scope: str, ident: str, duration: int) -> tuple[int, float]:
+    """Counts one in the current window: the new count, and the seconds left."""
+    key, remaining = _window(scope, ident, duration)
     # The counter outlives its window a little, so it cannot vanish between
     # the add and the increment.
-    if add == 0:
-        count = cache.get(key, 0)
-    elif cache.add(key, add, timeout=duration + 5):
-        count = add
-    else:
-        count = cache.incr(key, add)
-    return count, (window + 1) * duration - now
+    if cache.add(key, 1, timeout=duration + 5):
+        return 1, remaining
+    return cache.incr(key), remaining
+
+
+def window_read(scope: str, ident: str, duration: int) -> tuple[int, float]:
+    key, remaining = _window(scope, ident, duration)
+    return cache.get(key, 0), remaining
 
 
 class TenantRateThrottle(BaseThrottle):
@@ -51,7 +54,7 @@ class TenantRateThrottle(BaseThrottle):
         if rate is None or not isinstance(request.user, Tenant):
             return True
         limit, duration = rate
-        count, remaining = window_count("tenant", str(request.user.pk), duration)
+        count, remaining = window_add("tenant", str(request.user.pk), duration)
         if count > limit:
             self._wait = remaining
             return False
@@ -74,13 +77,11 @@ def failed_authentications_wait(request) -> float | None:
     if rate is None:
         return None
     limit, duration = rate
-    count, remaining = window_count(
-        "auth-failures", client_address(request), duration, add=0
-    )
+    count, remaining = window_read("auth-failures", client_address(request), duration)
     return remaining if count >= limit else None
 
 
 def failed_authentication_count(request) -> None:
     rate = parse_rate(settings.LTM_AUTH_FAILURE_LIMIT)
     if rate is not None:
-        window_count("auth-failures", client_address(request), rate[1])
+        window_add("auth-failures", client_address(request), rate[1])

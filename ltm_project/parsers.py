@@ -37,7 +37,7 @@ def _no_constants(name: str):
     raise ParseError(f"JSON parse error - {name} is not JSON.")
 
 
-def nesting_depth(value) -> int:
+def checked_depth(value) -> int:
     """How deep lists and objects nest in a parsed body, counted without
     recursion; also refuses strings with unpaired surrogates on the way."""
     deepest, pending = 0, [(value, 1)]
@@ -92,6 +92,6 @@ class LimitedJSONParser(JSONParser):
             raise too_deep from None
         except (UnicodeDecodeError, ValueError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
-        if nesting_depth(data) > MAX_JSON_DEPTH:
+        if checked_depth(data) > MAX_JSON_DEPTH:
             raise too_deep
         return data

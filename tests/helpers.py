@@ -32,3 +32,24 @@ def database_rows_containing(needle: str) -> list[str]:
                 if any(value and needle in str(value).lower() for value in row):
                     found.append(f"{model._meta.label}: {row}")
     return found
+
+
+def vector_keys(store, tenant, user_id="u1") -> set[str]:
+    """The keys the vector store holds for one end user."""
+    from memories.vectorstores import Namespace
+
+    return set(
+        store.list_keys(namespace=Namespace(tenant_id=tenant.pk, user_id=user_id))
+    )
+
+
+def active_keys(user_id="u1") -> set[str]:
+    """The vector keys of one end user's active memories (all tenants)."""
+    from memories.models import Memory
+
+    return {
+        str(key)
+        for key in Memory.objects.filter(user_id=user_id, status="active").values_list(
+            "vector_key", flat=True
+        )
+    }

@@ -8,8 +8,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from memories.models import Memory, Message, VectorOperation
-from memories.vectorstores import Namespace, VectorStoreError, use_vector_store
-from tests.helpers import post_forget, post_message
+from memories.vectorstores import VectorStoreError, use_vector_store
+from tests.helpers import active_keys, post_forget, post_message, vector_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,21 +43,6 @@ def faulty_store(vector_store):
     store = FaultyStore(vector_store)
     use_vector_store(store)
     return store
-
-
-def vector_keys(store, tenant, user_id="u1") -> set[str]:
-    return set(
-        store.list_keys(namespace=Namespace(tenant_id=tenant.pk, user_id=user_id))
-    )
-
-
-def active_keys(user_id="u1") -> set[str]:
-    return {
-        str(key)
-        for key in Memory.objects.filter(user_id=user_id, status="active").values_list(
-            "vector_key", flat=True
-        )
-    }
 
 
 def test_a_failed_vector_write_is_kept_pending_and_applied_by_the_next_request(

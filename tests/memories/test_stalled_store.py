@@ -10,8 +10,9 @@ import requests
 from django.core.management import call_command
 
 from accounts.services import token_issue
-from memories.models import Memory, VectorOperation
-from memories.vectorstores import Namespace, VectorStoreError, use_vector_store
+from memories.models import VectorOperation
+from memories.vectorstores import VectorStoreError, use_vector_store
+from tests.helpers import active_keys, vector_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,21 +70,6 @@ def _post(base, token, path, body):
     assert response.headers["Content-Type"].startswith("application/json")
     assert "database is locked" not in response.text
     return response
-
-
-def _keys(inner, tenant, user_id):
-    return set(
-        inner.list_keys(namespace=Namespace(tenant_id=tenant.pk, user_id=user_id))
-    )
-
-
-def _active(user_id):
-    return {
-        str(key)
-        for key in Memory.objects.filter(user_id=user_id, status="active").values_list(
-            "vector_key", flat=True
-        )
-    }
 
 
 def test_a_stalled_store_holds_no_lock_and_the_backlog_is_repaired(
@@ -148,7 +134,9 @@ def test_a_stalled_store_holds_no_lock_and_the_backlog_is_repaired(
     call_command("reconcile_vectors", "--no-progress", stdout=StringIO())  # clean
     assert not VectorOperation.objects.filter(applied_at__isnull=True).exists()
     for user_id in ("a", "b0", "b1", "b2", "c"):
-        assert _keys(store.inner, tenant_a, user_id) == _active(user_id) != set()
+        assert (
+            vector_keys(store.inner, tenant_a, user_id) == active_keys(user_id) != set()
+        )
 
 
 def test_a_search_the_store_cannot_answer_is_503_json(client_a, store):
