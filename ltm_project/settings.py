@@ -298,6 +298,15 @@ LTM_CONTEXT_MESSAGES_BEFORE = env.int("LTM_CONTEXT_MESSAGES_BEFORE", default=2)
 LTM_CONTEXT_MESSAGES_AFTER = env.int("LTM_CONTEXT_MESSAGES_AFTER", default=1)
 # Messages in one import request.
 LTM_IMPORT_MAX_MESSAGES = env.int("LTM_IMPORT_MAX_MESSAGES", default=500)
+# Seconds an import request may spend storing. A larger batch is stored in
+# parts (whole messages, in order) until the next part would not fit, then the
+# answer is 503 import_incomplete and resending the batch goes on from there.
+# Well inside gunicorn's documented --timeout 60.
+LTM_IMPORT_TIME_BUDGET_SECONDS = env.float(
+    "LTM_IMPORT_TIME_BUDGET_SECONDS", default=30.0
+)
+# Passages stored in one transaction of an import (its parts).
+LTM_IMPORT_PART_PASSAGES = env.int("LTM_IMPORT_PART_PASSAGES", default=200)
 # Words in one passage of a long message (an episode each): the local model
 # reads 256 word pieces, and ten hits stay short enough to hand a model.
 LTM_PASSAGE_WORDS = env.int("LTM_PASSAGE_WORDS", default=60)

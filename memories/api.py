@@ -10,12 +10,18 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from ltm_project.errors import error_body
 from memories import selectors
 from memories.models import Memory
 from memories.pipeline.decide import Op
 from memories.pipeline.forget import forget_handle
-from memories.pipeline.importing import IncomingMessage, messages_import
+from memories.pipeline.importing import (
+    ImportOutcome,
+    IncomingMessage,
+    messages_import,
+)
 from memories.pipeline.message import message_handle
+from memories.public_ids import public_message_id
 from memories.search import SearchFilters
 from memories.serializers import (
     ErrorSerializer,
@@ -76,6 +82,30 @@ _ERRORS = {
 
 def _changes(outcome_changes, operation: Op):
     return [change for change in outcome_changes if change.operation == operation]
+
+
+def _import_incomplete(outcome: ImportOutcome) -> Response:
+    response = Response(
+        error_body(
+            "import_incomplete",
+            f"The time of one request ran out with {outcome.remaining} messages "
+            "of the batch not stored; those before them are stored whole. Send the "
+            "batch again to go on (stored clientMessageIds are skipped), or send "
+            "messages[resumeFrom:].",
+            {
+                "imported": len(outcome.messages),
+                "remaining": outcome.remaining,
+                "resumeFrom": outcome.resume_from,
+                "messageIds": {
+                    client_id: public_message_id(pk)
+                    for client_id, pk in outcome.message_ids.items()
+                },
+            },
+        ),
+        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+    response["Retry-After"] = "0"
+    return response
 
 
 class MessageViewSet(viewsets.ViewSet):
@@ -254,9 +284,22 @@ class MemoryViewSet(
         "/message (extract, deduplicate, update, store with provenance), each memory "
         "dated by the time its message was said. Idempotent on clientMessageId. "
         "The whole batch is validated first: one bad message rejects it all and "
-        "nothing is stored.",
+        "nothing is stored. A batch that takes longer than one request may spend "
+        "(LTM_IMPORT_TIME_BUDGET_SECONDS) is stored in order, whole messages, up "
+        "to where the time ran out: the answer is then 503 import_incomplete and "
+        "sending the batch again goes on from there.",
         request=ImportInputSerializer,
-        responses={200: ImportOutputSerializer, **_ERRORS},
+        responses={
+            200: ImportOutputSerializer,
+            **_ERRORS,
+            503: OpenApiResponse(
+                ErrorSerializer,
+                description="provider_unavailable, database_busy, or "
+                "import_incomplete: details.imported (stored by this request), "
+                "details.remaining (not stored yet), details.resumeFrom (position "
+                "in messages of the first not stored) and details.messageIds.",
+            ),
+        },
         examples=[
             OpenApiExample(
                 "Two turns",
@@ -298,7 +341,10 @@ class MemoryViewSet(
                 )
                 for item in data.validated_data["messages"]
             ],
+            time_budget=settings.LTM_IMPORT_TIME_BUDGET_SECONDS,
         )
+        if outcome.remaining:
+            return _import_incomplete(outcome)
         output = ImportOutputSerializer(
             {
                 "userId": data.validated_data["userId"],

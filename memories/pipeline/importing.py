@@ -1,5 +1,7 @@
 """Conversation import: past messages remembered without replies."""
 
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,6 +40,10 @@ class ImportOutcome:
     message_ids: dict[str, int] = field(default_factory=dict)
     changes: list[MemoryChange] = field(default_factory=list)
     episodes: list[Memory] = field(default_factory=list)
+    # Messages of the batch left unstored because the time budget ran out, and
+    # the position in the batch of the first of them.
+    remaining: int = 0
+    resume_from: int | None = None
 
 
 def _known_ids(tenant: Tenant, user_id: str, ids: list[str]) -> dict[str, int]:
@@ -48,44 +54,152 @@ def _known_ids(tenant: Tenant, user_id: str, ids: list[str]) -> dict[str, int]:
     )
 
 
+class Deadline:
+    """The time a request may spend, and the pace measured so far, so that work
+    stops before a part that would not fit rather than in the middle of it."""
+
+    def __init__(self, seconds: float | None):
+        self.started = time.monotonic()
+        self.end = self.started + seconds if seconds else math.inf
+        self.units_done = 0
+
+    def fits(self, units: int) -> bool:
+        """Whether `units` more passages are likely to be done in time, at the
+        pace of those done so far (the first part is always started)."""
+        if not self.units_done:
+            return True
+        now = time.monotonic()
+        pace = (now - self.started) / self.units_done
+        return now + pace * units <= self.end
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.end
+
+    def done(self, units: int) -> None:
+        self.units_done += units
+
+
+def _parts(passages: list[list[str]]):
+    """Consecutive runs of messages, each at most LTM_IMPORT_PART_PASSAGES
+    passages (a longer message is a part of its own): what one transaction
+    stores."""
+    limit = settings.LTM_IMPORT_PART_PASSAGES
+    start, size = 0, 0
+    for index, message_passages_ in enumerate(passages):
+        if index > start and size + len(message_passages_) > limit:
+            yield start, index, size
+            start, size = index, 0
+        size += len(message_passages_)
+    if start < len(passages):
+        yield start, len(passages), size
+
+
 def messages_import(
     *,
     tenant: Tenant,
     user_id: str,
     incoming: list[IncomingMessage],
     actor: str = Actor.IMPORT,
+    time_budget: float | None = None,
 ) -> ImportOutcome:
     """Remember a batch of past messages, without replies.
 
     Idempotent on client message ids: messages already imported are skipped,
     also when the same batch arrives twice at once (the database's unique
     constraint decides which request stores each message).
+
+    The batch is stored in parts, whole messages in order, each part in its own
+    transaction. When `time_budget` seconds would be exceeded by the next part,
+    the import stops there: the outcome says how many messages remain, and
+    sending the batch again goes on from where it stopped.
     """
+    deadline = Deadline(time_budget)
     vector_operations_retry(tenant=tenant)
     ids = [item.client_message_id for item in incoming if item.client_message_id]
     known = _known_ids(tenant, user_id, ids)
-    fresh = [item for item in incoming if item.client_message_id not in known]
+    fresh = [
+        (position, item)
+        for position, item in enumerate(incoming)
+        if item.client_message_id not in known
+    ]
+    passages = [message_passages(item.text) for _, item in fresh]
+    outcome = ImportOutcome(messages=[], skipped_client_message_ids=[])
+    # Neighbours give context across parts as they would within one.
+    neighbours = [
+        Message(text=item.text, speaker=item.speaker, role=item.role)
+        for _, item in fresh
+    ]
+    taken = 0
+    for start, end, units in _parts(passages):
+        if not deadline.fits(units):
+            break
+        taken = start + _import_part(
+            tenant=tenant,
+            user_id=user_id,
+            items=[item for _, item in fresh[start:end]],
+            passages=passages[start:end],
+            lookahead=neighbours[end : end + settings.LTM_CONTEXT_MESSAGES_AFTER],
+            actor=actor,
+            deadline=deadline,
+            outcome=outcome,
+            first_part=start == 0,
+        )
+        deadline.done(sum(len(p) for p in passages[start:taken]))
+        if taken < end or deadline.passed():
+            break
+    if taken < len(fresh):
+        outcome.remaining = len(fresh) - taken
+        outcome.resume_from = fresh[taken][0]
+    stored_now = {message.client_message_id for message in outcome.messages}
+    handled = set(known) | {item.client_message_id for _, item in fresh[:taken]}
+    outcome.skipped_client_message_ids = [
+        client_id
+        for client_id in ids
+        if client_id in handled and client_id not in stored_now
+    ]
+    outcome.message_ids = _known_ids(tenant, user_id, ids) if ids else {}
+    return outcome
+
+
+def _import_part(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    items: list[IncomingMessage],
+    passages: list[list[str]],
+    lookahead: list[Message],
+    actor: str,
+    deadline: Deadline,
+    outcome: ImportOutcome,
+    first_part: bool,
+) -> int:
+    """Store one part of an import in one transaction; returns how many of its
+    messages were taken (fewer when a language model's extraction ran out of
+    time: the rest are left for the next request)."""
     llm = get_language_model()
     # What an assistant said is kept as episodes; facts come from the others.
-    facts = [
-        []
-        if item.role == "assistant"
-        else llm.extract_facts(
-            message=item.text, sent_at=item.sent_at, speaker=item.speaker
+    facts = []
+    for item in items:
+        if facts and deadline.passed():
+            break
+        facts.append(
+            []
+            if item.role == "assistant"
+            else llm.extract_facts(
+                message=item.text, sent_at=item.sent_at, speaker=item.speaker
+            )
         )
-        for item in fresh
-    ]
-    passages = [message_passages(item.text) for item in fresh]
+    if len(facts) < len(items):
+        lookahead = []
+        items, passages = items[: len(facts)], passages[: len(facts)]
     passage_vectors, fact_vectors = embed_messages(
         [
             (item.speaker, message_passages_, [fact.text for fact in message_facts])
             for item, message_passages_, message_facts in zip(
-                fresh, passages, facts, strict=True
+                items, passages, facts, strict=True
             )
         ]
     )
-    changes: list[MemoryChange] = []
-    episodes: list[Memory] = []
     with transaction.atomic(), vector_sync_batch():
         user_write_lock(tenant_id=tenant.pk, user_id=user_id)
         drafts = [
@@ -98,7 +212,7 @@ def messages_import(
                 client_message_id=item.client_message_id,
                 sent_at=item.sent_at,
             )
-            for item in fresh
+            for item in items
         ]
         with_ids = [draft for draft in drafts if draft.client_message_id]
         # A concurrent request may have stored some of these since they were
@@ -131,11 +245,13 @@ def messages_import(
                 first=messages[0],
                 exclude=[message.pk for message in messages],
             )
-            link_to_previous(before=before, first=messages[0])
-            contexts = [context_for(messages, i, before) for i in range(len(messages))]
+            if first_part:
+                link_to_previous(before=before, first=messages[0])
+            around = messages + lookahead
+            contexts = [context_for(around, i, before) for i in range(len(messages))]
             position = {original: new for new, original in enumerate(kept)}
             proposals, episode_drafts = [], []
-            for original, item in enumerate(fresh):
+            for original, item in enumerate(items):
                 if original not in position:
                     continue
                 for fact, vector in zip(
@@ -170,17 +286,7 @@ def messages_import(
                 episodes=episode_drafts,
                 actor=actor,
             )
-            changes, episodes = applied.changes, applied.episodes
-    message_ids = _known_ids(tenant, user_id, ids) if ids else {}
-    return ImportOutcome(
-        messages=messages,
-        skipped_client_message_ids=[
-            item.client_message_id
-            for item in incoming
-            if item.client_message_id
-            and item.client_message_id not in {m.client_message_id for m in messages}
-        ],
-        message_ids=message_ids,
-        changes=changes,
-        episodes=episodes,
-    )
+            outcome.messages.extend(messages)
+            outcome.changes.extend(applied.changes)
+            outcome.episodes.extend(applied.episodes)
+    return len(items)

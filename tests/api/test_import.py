@@ -260,3 +260,86 @@ def test_an_imported_message_over_its_limit_is_refused(client_a):
     field = response.json()["error"]["details"]["fields"]["messages"]
     assert field["0"]["text"][0]["code"] == "max_length"
     assert Message.objects.count() == 0
+
+
+def _five_messages(with_ids=True):
+    return [
+        {
+            "text": f"Note {n}: my {word} shelf holds {n} jars of {word} jam.",
+            "sentAt": f"2024-03-0{n}T10:00:00Z",
+            **({"clientMessageId": f"m{n}"} if with_ids else {}),
+        }
+        for n, word in enumerate(["plum", "fig", "quince", "cherry", "apricot"], 1)
+    ]
+
+
+def test_an_import_that_runs_out_of_time_stores_whole_messages_and_resumes(
+    client_a, settings
+):
+    # One message per part, and no time to start a second part.
+    settings.LTM_IMPORT_PART_PASSAGES = 1
+    settings.LTM_IMPORT_TIME_BUDGET_SECONDS = 1e-6
+    batch = _five_messages()
+    answers = [import_messages(client_a, batch) for _ in range(5)]
+
+    for sent, response in enumerate(answers[:4], 1):
+        assert response.status_code == 503
+        assert response["Retry-After"] == "0"
+        error = response.json()["error"]
+        assert error["code"] == "import_incomplete"
+        assert error["details"]["imported"] == 1
+        assert error["details"]["remaining"] == 5 - sent
+        assert error["details"]["resumeFrom"] == sent
+        assert set(error["details"]["messageIds"]) == {
+            f"m{n}" for n in range(1, sent + 1)
+        }
+    assert answers[4].status_code == 200
+    body = answers[4].json()
+    assert body["imported"] == 1
+    assert body["skipped"] == ["m1", "m2", "m3", "m4"]
+    assert body["messageIds"] == {
+        message.client_message_id: public_message_id(message.pk)
+        for message in Message.objects.all()
+    }
+    # Every message once, each with its episode; none half-written.
+    assert Message.objects.count() == 5
+    assert Memory.objects.filter(kind="episode", status="active").count() == 5
+    for word in ["plum", "fig", "quince", "cherry", "apricot"]:
+        hits = client_a.post(
+            "/api/v1/memories/search",
+            {"userId": "conv-1", "query": f"{word} jam", "topK": 3},
+            format="json",
+        ).json()["hits"]
+        assert any(word in hit["text"] for hit in hits), word
+
+
+def test_an_unfinished_import_without_client_ids_says_where_to_resume(
+    client_a, settings
+):
+    settings.LTM_IMPORT_TIME_BUDGET_SECONDS = 1e-6
+    batch = _five_messages(with_ids=False)
+    first = import_messages(client_a, batch)
+    assert first.status_code == 503
+    details = first.json()["error"]["details"]
+    assert details == {"imported": 1, "remaining": 4, "resumeFrom": 1, "messageIds": {}}
+
+    settings.LTM_IMPORT_TIME_BUDGET_SECONDS = 30
+    rest = import_messages(client_a, batch[details["resumeFrom"] :])
+    assert rest.status_code == 200
+    assert rest.json()["imported"] == 4
+    assert sorted(Message.objects.values_list("text", flat=True)) == sorted(
+        message["text"] for message in batch
+    )
+
+
+def test_a_large_batch_within_the_time_budget_is_stored_in_parts_with_one_answer(
+    client_a, settings
+):
+    settings.LTM_IMPORT_PART_PASSAGES = 2
+    response = import_messages(client_a, _five_messages())
+    assert response.status_code == 200
+    assert response.json()["imported"] == 5
+    # Context crosses the parts' edges as it does inside one: the second
+    # message's memories carry the third's words.
+    second = Memory.objects.get(kind="episode", source_message__client_message_id="m2")
+    assert "quince" in second.context_text
