@@ -4,6 +4,9 @@ After `sync_vectors` and `reconcile_vectors --fix`, no vector lacks an active ro
 no active row lacks its vector, and no memory is lost.
 """
 
+import socket
+import threading
+import time
 from io import StringIO
 
 import pytest
@@ -169,3 +172,87 @@ def test_a_process_killed_between_commit_and_put(s3, client_a, tenant_a):
     assert "missing" in out.getvalue()
     repair_and_check(s3, tenant_a)
     assert len(active_keys(tenant_a)) == 3
+
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers:
+    S3 Vectors stalled, as botocore's real connect and read timeouts see it."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.held: list[socket.socket] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self.stopped.is_set():
+            try:
+                connection_, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.held.append(connection_)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+        for held in self.held:
+            held.close()
+        self.sock.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stalled_s3_vectors_answers_json_in_bounded_time_and_is_repaired(
+    s3, settings, client_a, tenant_a
+):
+    # The store works, then stalls: every call waits on a server that never
+    # answers, for attempts x (connect + read) at most.
+    assert post_message(client_a, "u1", "I play the violin.").status_code == 200
+    stored = sorted(Memory.objects.values_list("pk", "status"))
+    silent = SilentServer()
+    settings.LTM_S3VECTORS_ENDPOINT_URL = silent.url
+    settings.LTM_S3VECTORS_CONNECT_TIMEOUT_SECONDS = 0.3
+    settings.LTM_S3VECTORS_READ_TIMEOUT_SECONDS = 0.3
+    reset_vector_store()
+    try:
+        answers = []
+        for send in (
+            lambda: post_message(client_a, "u1", "I live in Porto."),
+            lambda: post_message(client_a, "u2", "My sister is called Ines."),
+            lambda: client_a.post(
+                "/api/v1/memories/search",
+                {"userId": "u1", "query": "violin"},
+                format="json",
+            ),
+            lambda: post_forget(client_a, "u1", "Forget that I play the violin."),
+        ):
+            started = time.monotonic()
+            response = send()
+            answers.append((response, time.monotonic() - started))
+    finally:
+        silent.close()
+    assert silent.held, "the store never reached the stalled server"
+    for response, seconds in answers:
+        # Each call gives up after its timeouts, well before gunicorn's
+        # --timeout 60 would cut the request off with an HTML page.
+        assert seconds < 10, (response.status_code, seconds)
+        assert response.status_code == 503
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "provider_unavailable"
+    # "Nothing was stored", as the answer says: no half-done message or forget.
+    assert sorted(Memory.objects.values_list("pk", "status")) == stored
+
+    settings.LTM_S3VECTORS_ENDPOINT_URL = ""
+    settings.LTM_S3VECTORS_CONNECT_TIMEOUT_SECONDS = 2.0
+    settings.LTM_S3VECTORS_READ_TIMEOUT_SECONDS = 6.0
+    reset_vector_store()
+    repair_and_check(s3, tenant_a)
+    assert post_message(client_a, "u1", "I live in Porto.").status_code == 200
+    repair_and_check(s3, tenant_a)
