@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "ltm_project.deadline.deadline_middleware",
 ]
 
 ROOT_URLCONF = "ltm_project.urls"
@@ -304,6 +305,13 @@ LTM_IMPORT_MAX_MESSAGES = env.int("LTM_IMPORT_MAX_MESSAGES", default=500)
 # Well inside gunicorn's documented --timeout 60.
 LTM_IMPORT_TIME_BUDGET_SECONDS = env.float(
     "LTM_IMPORT_TIME_BUDGET_SECONDS", default=30.0
+)
+# Seconds one request may spend in all: calls to language models, embedding APIs
+# and S3 Vectors take their timeouts and retries from what is left (a model that
+# stalls makes /message fall back to the rules, a store that stalls answers
+# 503), so the answer comes before gunicorn's documented --timeout 60.
+LTM_REQUEST_TIME_BUDGET_SECONDS = env.float(
+    "LTM_REQUEST_TIME_BUDGET_SECONDS", default=45.0
 )
 # Passages stored in one transaction of an import (its parts).
 LTM_IMPORT_PART_PASSAGES = env.int("LTM_IMPORT_PART_PASSAGES", default=200)

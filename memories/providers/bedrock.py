@@ -14,6 +14,7 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import ImproperlyConfigured
 
+from ltm_project.deadline import has_time_left
 from memories.providers.chat import ChatMessage, ChatModelError, ChatResult, Usage
 from memories.providers.embeddings import EmbeddingError, _normalise
 
@@ -145,6 +146,8 @@ class BedrockChatModel:
                 ],
                 "toolChoice": {"tool": {"name": schema_name}},
             }
+        if not has_time_left():
+            raise ChatModelError("No time left of this request's budget for Bedrock.")
         try:
             answer = self._model.invoke(conversation, **options)
         except _CALL_ERRORS as exc:
@@ -228,6 +231,8 @@ class BedrockEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         # Titan takes one text per InvokeModel call (that is how Bedrock serves
         # it; there is no batch form), so n texts cost n calls, made in turn.
+        if not has_time_left():
+            raise EmbeddingError("No time left of this request's budget for Bedrock.")
         try:
             rows = self._embeddings.embed_documents(texts)
         except _CALL_ERRORS as exc:

@@ -13,6 +13,8 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from ltm_project.deadline import TimeBudgetSpent, call_limits
+
 # The bundled file stores its weights compactly but computes in float32; the
 # quantized build computes its matrix products in int8 (about twice as fast on
 # two cores, cosine 0.99 to the float32 vectors). The names keep them apart.
@@ -248,6 +250,8 @@ class OpenAIEmbedder:
             max_retries=max_retries,
         )
         self._openai = openai
+        self._timeout = timeout
+        self._max_retries = max_retries
         self.model_name = model
         self.dimension = dimension
         self._batch_size = batch_size
@@ -259,7 +263,12 @@ class OpenAIEmbedder:
         for start in range(0, len(texts), self._batch_size):
             batch = texts[start : start + self._batch_size]
             try:
-                response = self._client.embeddings.create(
+                timeout, retries = call_limits(self._timeout, self._max_retries)
+            except TimeBudgetSpent as exc:
+                raise EmbeddingError(f"No time left to embed: {exc}.") from exc
+            client = self._client.with_options(timeout=timeout, max_retries=retries)
+            try:
+                response = client.embeddings.create(
                     model=self.model_name, input=batch, dimensions=self.dimension
                 )
             except self._openai.OpenAIError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
+from ltm_project.deadline import TimeBudgetSpent, call_limits
 from memories.providers.chat import ChatMessage, ChatModelError, ChatResult, Usage
 
 
@@ -36,6 +37,8 @@ class OpenAIChatModel:
             max_retries=max_retries,
         )
         self._openai = openai
+        self._timeout = timeout
+        self._max_retries = max_retries
         self.model_name = model
         self._temperature = temperature
 
@@ -63,7 +66,12 @@ class OpenAIChatModel:
                 },
             }
         try:
-            response = self._client.chat.completions.create(
+            timeout, retries = call_limits(self._timeout, self._max_retries)
+        except TimeBudgetSpent as exc:
+            raise ChatModelError(f"No time left to ask the model: {exc}.") from exc
+        client = self._client.with_options(timeout=timeout, max_retries=retries)
+        try:
+            response = client.chat.completions.create(
                 model=self.model_name,
                 messages=sent,
                 temperature=self._temperature,

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ltm_project.deadline import SHORTEST_CALL_SECONDS, time_left
 from memories.vectorstores.base import (
     DimensionMismatchError,
     Namespace,
@@ -117,22 +118,32 @@ class S3VectorsStore:
             text_search=text_search, local_queries=False
         )
         self.list_segments = max(1, min(MAX_SEGMENTS, list_segments))
+        self._make_client = None
         if client is None:
             import boto3
             from botocore.config import Config
 
-            client = boto3.client(
-                "s3vectors",
-                region_name=region or None,
-                endpoint_url=endpoint_url or None,
-                config=Config(
-                    # Attempts in all, the first included.
-                    retries={"total_max_attempts": max_attempts, "mode": retry_mode},
-                    connect_timeout=connect_timeout,
-                    read_timeout=read_timeout,
-                ),
-            )
+            def make_client(attempts: int, connect: float, read: float):
+                return boto3.client(
+                    "s3vectors",
+                    region_name=region or None,
+                    endpoint_url=endpoint_url or None,
+                    config=Config(
+                        # Attempts in all, the first included.
+                        retries={"total_max_attempts": attempts, "mode": retry_mode},
+                        connect_timeout=connect,
+                        read_timeout=read,
+                    ),
+                )
+
+            client = make_client(max_attempts, connect_timeout, read_timeout)
+            self._make_client = make_client
         self.client = client
+        # What one call may take with every attempt: more than a request has
+        # left, and the call gets a client with one shorter attempt.
+        self._longest_call = max_attempts * (connect_timeout + read_timeout)
+        self._connect_timeout = connect_timeout
+        self._short_clients: dict[float, object] = {}
         self._ready: dict[str, str] = {}  # index name -> index mode
         self._ready_lock = threading.Lock()
         self._classic_warned: set[str] = set()
@@ -144,10 +155,9 @@ class S3VectorsStore:
     def _call(self, operation: str, **params):
         from botocore.exceptions import BotoCoreError, ClientError
 
+        client = self._client_for_time_left()
         try:
-            return getattr(self.client, operation)(
-                vectorBucketName=self.bucket, **params
-            )
+            return getattr(client, operation)(vectorBucketName=self.bucket, **params)
         except ClientError as exc:
             raise VectorStoreError(
                 f"S3 Vectors {operation} failed: "
@@ -155,6 +165,24 @@ class S3VectorsStore:
             ) from exc
         except BotoCoreError as exc:
             raise VectorStoreError(f"S3 Vectors {operation} failed: {exc}") from exc
+
+    def _client_for_time_left(self):
+        """The client whose timeouts fit in what is left of the request."""
+        left = time_left()
+        if left is None or left >= self._longest_call or self._make_client is None:
+            return self.client
+        if left < SHORTEST_CALL_SECONDS:
+            raise VectorStoreError(
+                "S3 Vectors not called: no time left of this request's budget."
+            )
+        # Half seconds, so that a few clients serve every request.
+        seconds = max(SHORTEST_CALL_SECONDS, int(left * 2) / 2)
+        client = self._short_clients.get(seconds)
+        if client is None:
+            connect = min(self._connect_timeout, seconds / 2)
+            client = self._make_client(1, connect, seconds - connect)
+            self._short_clients[seconds] = client
+        return client
 
     def _error_code(self, exc: BaseException) -> str | None:
         cause = exc.__cause__

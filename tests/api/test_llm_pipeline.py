@@ -3,6 +3,7 @@ local fake server whose answers each test scripts."""
 
 import json
 import re
+import time
 from collections import deque
 
 import pytest
@@ -473,3 +474,28 @@ def test_recalled_memories_reach_the_reply_only_as_user_data(model, client_a):
     user = [m["content"] for m in reply_call["messages"] if m["role"] == "user"]
     assert any(INJECTION in text for text in user)
     assert any("Where do I live?" in text for text in user)
+
+
+def test_a_slow_model_gets_only_the_time_left_of_the_request(model, client_a, settings):
+    # The model's own timeout and retries would take 3 x 30 s per call; the
+    # request may take 1.5 s in all, so each call gets what is left, without
+    # retries that cannot fit, and the rules take over in time.
+    settings.LTM_LLM_TIMEOUT_SECONDS = 30
+    settings.LTM_LLM_MAX_RETRIES = 2
+    settings.LTM_REQUEST_TIME_BUDGET_SECONDS = 1.5
+    reset_language_model()
+    model.fake.delay_seconds = 3.0
+
+    started = time.monotonic()
+    response = post_message(client_a, "u1", "I live in Lisbon.")
+    seconds = time.monotonic() - started
+
+    assert response.status_code == 200
+    # The memory call used the time up; the reply call was not even started.
+    assert [call["outcome"] for call in response.json()["usage"]] == [
+        "failed",
+        "failed",
+    ]
+    assert len(model.fake.chat_requests()) == 1
+    assert active_texts() == ["I live in Lisbon."]
+    assert seconds < 3.0

@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from memories.models import Memory, VectorOperation
+from memories.providers.embeddings import get_embedder
 from memories.vectorstores import reset_vector_store
 from tests.fakes.s3vectors import fake_s3vectors
 from tests.helpers import post_forget, post_message
@@ -256,3 +257,31 @@ def test_a_stalled_s3_vectors_answers_json_in_bounded_time_and_is_repaired(
     repair_and_check(s3, tenant_a)
     assert post_message(client_a, "u1", "I live in Porto.").status_code == 200
     repair_and_check(s3, tenant_a)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stalled_s3_vectors_call_gets_only_the_time_left_of_the_request(
+    s3, settings, client_a
+):
+    # Configured for 2 x (5 + 5) s per call, the store may take only what is
+    # left of a request of 1.5 s: one shorter attempt, then a JSON 503.
+    get_embedder().embed(["loaded before the clock starts"])
+    silent = SilentServer()
+    settings.LTM_S3VECTORS_ENDPOINT_URL = silent.url
+    settings.LTM_S3VECTORS_CONNECT_TIMEOUT_SECONDS = 5
+    settings.LTM_S3VECTORS_READ_TIMEOUT_SECONDS = 5
+    settings.LTM_REQUEST_TIME_BUDGET_SECONDS = 1.5
+    reset_vector_store()
+    try:
+        started = time.monotonic()
+        response = client_a.post(
+            "/api/v1/memories/search",
+            {"userId": "u1", "query": "violin"},
+            format="json",
+        )
+        seconds = time.monotonic() - started
+    finally:
+        silent.close()
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "provider_unavailable"
+    assert seconds < 3
