@@ -2,6 +2,7 @@
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,6 +18,7 @@ from memories.pipeline.decide import decide_rules
 from memories.pipeline.embedding import embed_messages, message_passages
 from memories.pipeline.message import link_to_previous, proposal_of
 from memories.providers.llm import get_language_model
+from memories.vectorstores import get_vector_store
 from memories.writes import Actor, user_write_lock
 
 
@@ -130,23 +132,29 @@ def messages_import(
         for _, item in fresh
     ]
     taken = 0
-    for start, end, units in _parts(passages):
-        if not deadline.fits(units):
-            break
-        taken = start + _import_part(
-            tenant=tenant,
-            user_id=user_id,
-            items=[item for _, item in fresh[start:end]],
-            passages=passages[start:end],
-            lookahead=neighbours[end : end + settings.LTM_CONTEXT_MESSAGES_AFTER],
-            actor=actor,
-            deadline=deadline,
-            outcome=outcome,
-            first_part=start == 0,
-        )
-        deadline.done(sum(len(p) for p in passages[start:taken]))
-        if taken < end or deadline.passed():
-            break
+    # A local store takes each part's vectors after its commit, so that later
+    # parts find the earlier parts' facts among the nearest. A remote store is
+    # not asked for those (context.py), and takes the vectors of all parts
+    # together, in as few batched writes as one transaction would need.
+    remote = not get_vector_store().capabilities.local_queries
+    with vector_sync_batch() if remote else nullcontext():
+        for start, end, units in _parts(passages):
+            if not deadline.fits(units):
+                break
+            taken = start + _import_part(
+                tenant=tenant,
+                user_id=user_id,
+                items=[item for _, item in fresh[start:end]],
+                passages=passages[start:end],
+                lookahead=neighbours[end : end + settings.LTM_CONTEXT_MESSAGES_AFTER],
+                actor=actor,
+                deadline=deadline,
+                outcome=outcome,
+                first_part=start == 0,
+            )
+            deadline.done(sum(len(p) for p in passages[start:taken]))
+            if taken < end or deadline.passed():
+                break
     if taken < len(fresh):
         outcome.remaining = len(fresh) - taken
         outcome.resume_from = fresh[taken][0]
