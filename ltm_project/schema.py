@@ -4,6 +4,18 @@ from django.conf import settings
 
 # Every string a client sends refuses NUL (PostgreSQL cannot store it).
 NO_NUL_PATTERN = "^[^\\u0000]*$"
+# White space as Python's str.isspace() reads it, hence what str.strip() and
+# DRF's trimming remove (Unicode White_Space, and the information separators
+# U+001C-U+001F). Spelt out rather than \\s, which each regular expression
+# engine reads its own way.
+WHITE_SPACE = (
+    "\\u0009-\\u000d\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+# A text that is trimmed and may not be blank: some character other than white
+# space, and no NUL. (The two classes are disjoint, so a validator reads it in
+# linear time.)
+NOT_BLANK_PATTERN = f"^[{WHITE_SPACE}]*[^\\u0000{WHITE_SPACE}][^\\u0000]*$"
 
 
 def strings_refuse_nul(result, generator, request, public):

@@ -129,8 +129,10 @@ LTM_IMPORT_MAX_MESSAGE_CHARS = env.int("LTM_IMPORT_MAX_MESSAGE_CHARS", default=4
 # Characters in a userId.
 LTM_MAX_USER_ID_CHARS = 255
 # Request bodies are refused above these sizes (bytes): every endpoint but the
-# import, and the import. 256 KiB holds 32,000 characters of any script as JSON.
-LTM_MAX_REQUEST_BYTES = env.int("LTM_MAX_REQUEST_BYTES", default=256 * 1024)
+# import, and the import. 512 KiB holds the longest valid request of the other
+# endpoints in any JSON spelling: 32,000 characters each escaped as a surrogate
+# pair (12 bytes, as json.dumps writes an emoji) are 384,000 bytes.
+LTM_MAX_REQUEST_BYTES = env.int("LTM_MAX_REQUEST_BYTES", default=512 * 1024)
 LTM_MAX_IMPORT_BYTES = env.int("LTM_MAX_IMPORT_BYTES", default=8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(LTM_MAX_REQUEST_BYTES, LTM_MAX_IMPORT_BYTES)
 

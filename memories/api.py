@@ -84,6 +84,25 @@ def _changes(outcome_changes, operation: Op):
     return [change for change in outcome_changes if change.operation == operation]
 
 
+def _first_of_each_id(messages: list[dict]) -> tuple[list[int], list[str]]:
+    """The positions of the batch's messages to store, and the clientMessageIds
+    repeated in it. A later message repeating an earlier one's id is that same
+    message sent again, skipped as a retry would be."""
+    seen: set[str] = set()
+    kept: list[int] = []
+    repeated: list[str] = []
+    for position, item in enumerate(messages):
+        client_id = item["clientMessageId"]
+        if client_id in seen:
+            if client_id not in repeated:
+                repeated.append(client_id)
+            continue
+        if client_id:
+            seen.add(client_id)
+        kept.append(position)
+    return kept, repeated
+
+
 def _import_incomplete(outcome: ImportOutcome) -> Response:
     response = Response(
         error_body(
@@ -224,10 +243,15 @@ class MemoryViewSet(
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
 
     def get_queryset(self):
-        if self.action == "list":
-            return selectors.memory_list(tenant=self.request.user)
-        # A deleted memory stays readable as a tombstone with its history.
-        return Memory.objects.for_tenant(self.request.user).prefetch_related("events")
+        memories = Memory.objects.for_tenant(self.request.user)
+        if self.action == "retrieve":
+            # A deleted memory is gone: 404, as for an id never seen. Its
+            # tombstone is listed with status=deleted.
+            return memories.exclude(status=Memory.Status.DELETED).prefetch_related(
+                "events"
+            )
+        # Deleting a tombstone again is a no-op (204), so retries are safe.
+        return memories
 
     def get_serializer_class(self):
         if self.action == "retrieve":
@@ -243,18 +267,28 @@ class MemoryViewSet(
         },
     )
     def list(self, request, *args, **kwargs):
-        query = MemoryListQuerySerializer(data=request.query_params)
+        # A plain dict, so that an empty value (?kind=) is that value, refused
+        # as not one of the choices, rather than read as no value at all.
+        query = MemoryListQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
-        memories = self.get_queryset().filter(user_id=query.validated_data["userId"])
+        memories = self.get_queryset().filter(
+            user_id=query.validated_data["userId"],
+            status=query.validated_data["status"],
+        )
         if query.validated_data.get("kind"):
             memories = memories.filter(kind=query.validated_data["kind"])
         return Response(MemoryOutputSerializer(memories, many=True).data)
 
     @extend_schema(
         summary="Read a memory and its history",
+        description="An active or hidden memory. A deleted one is not_found; its "
+        "tombstone (no content) is listed by GET /api/v1/memories?status=deleted.",
         responses={
             200: MemoryDetailSerializer,
-            404: OpenApiResponse(ErrorSerializer, description="not_found."),
+            404: OpenApiResponse(
+                ErrorSerializer,
+                description="not_found: no such memory for this tenant, or deleted.",
+            ),
             **{code: _ERRORS[code] for code in (401, 429)},
         },
     )
@@ -328,28 +362,33 @@ class MemoryViewSet(
     def import_messages(self, request):
         data = ImportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        messages = data.validated_data["messages"]
+        kept, repeated = _first_of_each_id(messages)
         outcome = messages_import(
             tenant=request.user,
             user_id=data.validated_data["userId"],
             incoming=[
                 IncomingMessage(
-                    text=item["text"],
-                    sent_at=item["sentAt"],
-                    role=item["role"],
-                    speaker=item["speaker"],
-                    client_message_id=item["clientMessageId"],
+                    text=messages[position]["text"],
+                    sent_at=messages[position]["sentAt"],
+                    role=messages[position]["role"],
+                    speaker=messages[position]["speaker"],
+                    client_message_id=messages[position]["clientMessageId"],
                 )
-                for item in data.validated_data["messages"]
+                for position in kept
             ],
             time_budget=settings.LTM_IMPORT_TIME_BUDGET_SECONDS,
         )
         if outcome.remaining:
+            # A position in the batch as sent.
+            outcome.resume_from = kept[outcome.resume_from]
             return _import_incomplete(outcome)
+        skipped = outcome.skipped_client_message_ids
         output = ImportOutputSerializer(
             {
                 "userId": data.validated_data["userId"],
                 "imported": len(outcome.messages),
-                "skipped": outcome.skipped_client_message_ids,
+                "skipped": skipped + [i for i in repeated if i not in skipped],
                 "messageIds": outcome.message_ids,
                 "added": _changes(outcome.changes, Op.ADD),
                 "updated": _changes(outcome.changes, Op.UPDATE),
@@ -384,6 +423,11 @@ class MemoryViewSet(
         data.is_valid(raise_exception=True)
         time_range = data.validated_data.get("timeRange", {})
         filters = data.validated_data.get("filters", {})
+        if time_range.keys() >= {"start", "end"} and (
+            time_range["start"] >= time_range["end"]
+        ):
+            # An empty range (end at or before start) holds no memory.
+            return Response({"userId": data.validated_data["userId"], "hits": []})
         hits = selectors.memory_recall(
             tenant=request.user,
             user_id=data.validated_data["userId"],

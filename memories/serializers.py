@@ -3,29 +3,38 @@
 import re
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ltm_project.schema import NOT_BLANK_PATTERN, WHITE_SPACE
 from memories.public_ids import public_message_id
 
 # Control and format characters (bidirectional overrides, zero-width ones, the
-# soft hyphen), line and paragraph separators, surrogates and private use: none
-# belongs in an id, where they hide or reorder what an operator reads. One
-# definition, for the server and the schema (JSON Schema patterns read \\uXXXX
-# escapes alike, so the class keeps to the Basic Multilingual Plane).
+# soft hyphen), line and paragraph separators and private use: none belongs in
+# an id, where they hide or reorder what an operator reads. Surrogates need no
+# place here: the JSON parser refuses an unpaired one, and a class naming them
+# is one JSON Schema validators cannot compile (schema fuzzers then drop the
+# whole pattern). JSON Schema patterns read \\uXXXX escapes alike, so the class
+# keeps to the Basic Multilingual Plane.
 _HIDDEN = (
     "\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f"
     "\\u0890-\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u206f"
-    "\\ud800-\\uf8ff\\ufeff\\ufff9-\\ufffb"
+    "\\ue000-\\uf8ff\\ufeff\\ufff9-\\ufffb"
 )
-# No hidden character, and no white space at either end.
-USER_ID_PATTERN = f"^[^\\s{_HIDDEN}](?:[^{_HIDDEN}]*[^\\s{_HIDDEN}])?$"
+# The rule for a userId, one definition for the server and the schema: no
+# hidden character, and no white space at either end.
+USER_ID_PATTERN = (
+    f"^[^{WHITE_SPACE}{_HIDDEN}](?:[^{_HIDDEN}]*[^{WHITE_SPACE}{_HIDDEN}])?$"
+)
+_USER_ID = re.compile(USER_ID_PATTERN)
 _HIDDEN_CHARACTER = re.compile(f"[{_HIDDEN}]")
 
 
 class StrictCharField(serializers.CharField):
     """A JSON string, never a number or a boolean turned into one; never with
-    a NUL character, which PostgreSQL cannot store."""
+    a NUL character, which PostgreSQL cannot store; at most max_length
+    characters as sent (white space it trims included)."""
 
     default_error_messages = {
         "invalid": "Must be a string.",
@@ -37,7 +46,26 @@ class StrictCharField(serializers.CharField):
             self.fail("invalid")
         if "\x00" in data:
             self.fail("null_character")
+        # The length as sent, before trimming: what the schema's maxLength says.
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
+
+
+class StrictCharFieldSchema(OpenApiSerializerFieldExtension):
+    """A StrictCharField's request schema says what its trimming refuses: a
+    text that may not be blank may not be white space only either."""
+
+    target_class = StrictCharField
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(
+            self.target, direction, bypass_extensions=True
+        )
+        field = self.target
+        if direction == "request" and field.trim_whitespace and not field.allow_blank:
+            schema["pattern"] = NOT_BLANK_PATTERN
+        return schema
 
 
 class PublicMessageIdField(serializers.IntegerField):
@@ -59,17 +87,18 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 def _validate_user_id(value: str) -> str:
-    if value != value.strip():
-        raise serializers.ValidationError(
-            "userId must not begin or end with white space.", code="whitespace"
-        )
+    # The pattern decides; the checks below only name what it refused.
+    if _USER_ID.fullmatch(value):
+        return value
     if _HIDDEN_CHARACTER.search(value):
         raise serializers.ValidationError(
             "userId must not contain control, format, bidirectional or "
             "private-use characters.",
             code="hidden_character",
         )
-    return value
+    raise serializers.ValidationError(
+        "userId must not begin or end with white space.", code="whitespace"
+    )
 
 
 @extend_schema_field(
@@ -277,6 +306,13 @@ class MemoryListQuerySerializer(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=["fact", "episode"], required=False, help_text="Only this kind."
     )
+    status = serializers.ChoiceField(
+        choices=["active", "hidden", "deleted"],
+        default="active",
+        help_text="'active' (default); 'hidden' (by support staff: kept, never "
+        "recalled); 'deleted': the tombstones of forgotten memories, without "
+        "content.",
+    )
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -327,7 +363,8 @@ class ImportMessageSerializer(serializers.Serializer):
         allow_blank=True,
         default="",
         help_text="Your id for the message. A message whose id was already "
-        "imported for this user is skipped, so a batch can be sent again safely.",
+        "imported for this user is skipped, so a batch can be sent again safely; "
+        "so is a later message of the batch repeating an earlier one's id.",
     )
 
 
@@ -342,22 +379,14 @@ class ImportInputSerializer(serializers.Serializer):
         "rejects the whole batch.",
     )
 
-    def validate_messages(self, messages):
-        ids = [m["clientMessageId"] for m in messages if m["clientMessageId"]]
-        if len(ids) != len(set(ids)):
-            raise serializers.ValidationError(
-                "clientMessageId values must be unique within a batch.",
-                code="duplicate_client_message_id",
-            )
-        return messages
-
 
 class ImportOutputSerializer(serializers.Serializer):
     userId = StrictCharField()  # noqa: N815
     imported = serializers.IntegerField(help_text="Messages stored by this call.")
     skipped = serializers.ListField(
         child=StrictCharField(),
-        help_text="clientMessageIds already imported earlier, left as they were.",
+        help_text="clientMessageIds already imported, left as they were: by an "
+        "earlier call, or by an earlier message of this batch with the same id.",
     )
     messageIds = serializers.DictField(  # noqa: N815
         child=PublicMessageIdField(),
@@ -378,15 +407,10 @@ class TimeRangeSerializer(serializers.Serializer):
         required=False, help_text="Only memories that happened at or after this."
     )
     end = serializers.DateTimeField(
-        required=False, help_text="Only memories that happened before this."
+        required=False,
+        help_text="Only memories that happened before this. An end at or before "
+        "the start leaves an empty range: no hits.",
     )
-
-    def validate(self, attrs):
-        if "start" in attrs and "end" in attrs and attrs["start"] >= attrs["end"]:
-            raise serializers.ValidationError(
-                "start must be before end.", code="invalid_range"
-            )
-        return attrs
 
 
 class SearchFiltersSerializer(serializers.Serializer):

@@ -180,7 +180,7 @@ def test_a_chunked_body_is_read_within_the_limits(server):
     )
     assert status == 200, answer
     assert [episode["text"] for episode in answer["episodes"]] == [said]
-    too_big = json.dumps({"userId": "u1", "message": "x" * 300_000}).encode()
+    too_big = json.dumps({"userId": "u1", "message": "x" * 600_000}).encode()
     status, answer = chunked_post(base, "/api/v1/message", token, too_big)
     assert (status, answer["error"]["code"]) == (413, "request_too_large")
 

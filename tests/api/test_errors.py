@@ -45,6 +45,9 @@ def nothing_changes(db):
         ({"userId": "u\x00x", "message": "hi"}, "userId", "null_character"),
         ({"userId": "u" * 256, "message": "hi"}, "userId", "max_length"),
         ({"userId": "u1", "message": "x" * 32001}, "message", "max_length"),
+        # Counted as sent, as the schema's maxLength is, not after trimming.
+        ({"userId": "u1", "message": " " + "x" * 32000}, "message", "max_length"),
+        ({"userId": "u1", "message": "\u3000"}, "message", "blank"),
     ],
 )
 def test_bad_fields_are_refused_with_their_field_and_code(
@@ -88,6 +91,35 @@ def test_a_form_body_is_refused_as_the_wrong_content_type(client_a):
         content_type="application/x-www-form-urlencoded",
     )
     assert_error(response, 415, "unsupported_media_type")
+
+
+def test_the_longest_valid_request_fits_the_body_limit_in_any_json_spelling(
+    client_a,
+):
+    # Every character outside the Basic Multilingual Plane, escaped as a
+    # surrogate pair as json.dumps does by default: 12 bytes each.
+    body = json.dumps(
+        {
+            "userId": "\U0001f600" * 255,
+            "query": "\U0001f600" * 32000,
+            "topK": 100,
+            "timeRange": {
+                "start": "2000-01-01T00:00:00.000000+00:00",
+                "end": "2100-01-01T00:00:00.000000+00:00",
+            },
+            "filters": {
+                "speaker": "\U0001f600" * 100,
+                "slot": "\U0001f600" * 64,
+                "kind": "episode",
+                "role": "assistant",
+            },
+        }
+    )
+    assert len(body) > 384_000
+    response = client_a.post(
+        "/api/v1/memories/search", data=body, content_type="application/json"
+    )
+    assert response.status_code == 200, response.content[:300]
 
 
 @pytest.mark.usefixtures("nothing_changes")

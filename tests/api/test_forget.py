@@ -110,9 +110,19 @@ def test_delete_by_id_forgets_one_memory(client_a, told):
     response = client_a.delete(f"/api/v1/memories/{memory_id}")
     assert response.status_code == 204
     assert database_rows_containing("lisbon") == []
-    assert client_a.get(f"/api/v1/memories/{memory_id}").json()["status"] == "deleted"
+    gone = client_a.get(f"/api/v1/memories/{memory_id}")
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "not_found")
     listed = client_a.get("/api/v1/memories", {"userId": "u1", "kind": "fact"}).json()
     assert [m["text"] for m in listed] == ["I am allergic to peanuts."]
+    # The tombstone, without content, is listed among the deleted.
+    deleted = client_a.get(
+        "/api/v1/memories", {"userId": "u1", "kind": "fact", "status": "deleted"}
+    ).json()
+    assert [(m["id"], m["status"], m["text"]) for m in deleted] == [
+        (memory_id, "deleted", "")
+    ]
+    # Deleting it again is a no-op, so a retried DELETE succeeds.
+    assert client_a.delete(f"/api/v1/memories/{memory_id}").status_code == 204
 
 
 def test_forget_everything_erases_the_whole_user(client_a, told):

@@ -168,7 +168,6 @@ def test_assistant_messages_are_context_not_memories(client_a):
         ({"sentAt": None}, ("messages", "1", "sentAt")),
         ({"text": ""}, ("messages", "1", "text")),
         ({"role": "robot"}, ("messages", "1", "role")),
-        ({"clientMessageId": "D1:3"}, ("messages", "0", "code")),
     ],
 )
 def test_one_bad_message_rejects_the_whole_batch(client_a, change, field_path):
@@ -183,6 +182,25 @@ def test_one_bad_message_rejects_the_whole_batch(client_a, change, field_path):
     assert node
     assert Message.objects.count() == 0
     assert Memory.objects.count() == 0
+
+
+def test_a_repeated_client_message_id_is_one_message_like_a_retry(client_a):
+    repeat = {**CONVERSATION[1], "clientMessageId": "D1:3"}
+    batch = [CONVERSATION[0], repeat, CONVERSATION[2], CONVERSATION[0]]
+    response = import_messages(client_a, batch)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    # The first message of each id is stored; a later one is skipped, as the
+    # same message sent again in another request would be.
+    assert body["imported"] == 2
+    assert body["skipped"] == ["D1:3"]
+    assert body["episodes"] == 2
+    stored = {m.client_message_id: m.text for m in Message.objects.all()}
+    assert stored == {"D1:3": CONVERSATION[0]["text"], "D1:5": CONVERSATION[2]["text"]}
+    assert set(body["messageIds"]) == {"D1:3", "D1:5"}
+    # Sent again, the batch stores nothing new.
+    again = import_messages(client_a, batch).json()
+    assert (again["imported"], again["skipped"]) == (0, ["D1:3", "D1:5"])
 
 
 def test_a_batch_over_the_limit_is_rejected_whole(client_a, settings):
@@ -330,6 +348,23 @@ def test_an_unfinished_import_without_client_ids_says_where_to_resume(
     assert sorted(Message.objects.values_list("text", flat=True)) == sorted(
         message["text"] for message in batch
     )
+
+
+def test_where_to_resume_is_a_position_in_the_batch_as_sent(client_a, settings):
+    settings.LTM_IMPORT_PART_PASSAGES = 1
+    settings.LTM_IMPORT_TIME_BUDGET_SECONDS = 1e-6
+    first, *rest = _five_messages()
+    # The repeat of m1 is skipped: the next message to store is m2, at 2.
+    batch = [first, {**rest[0], "clientMessageId": "m1"}, *rest]
+    response = import_messages(client_a, batch)
+    assert response.status_code == 503
+    details = response.json()["error"]["details"]
+    assert (details["imported"], details["remaining"], details["resumeFrom"]) == (
+        1,
+        4,
+        2,
+    )
+    assert batch[details["resumeFrom"]]["clientMessageId"] == "m2"
 
 
 def test_a_large_batch_within_the_time_budget_is_stored_in_parts_with_one_answer(
