@@ -3,40 +3,16 @@
 import http.client
 import io
 import json
-import os
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.servers import create_tenant, gunicorn, service_env
+
 USERS = 4
 MESSAGES_PER_USER = 15
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def manage(env: dict, *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
 
 
 def post(url: str, token: str, body: dict) -> dict:
@@ -54,53 +30,11 @@ def post(url: str, token: str, body: dict) -> dict:
 
 @pytest.fixture
 def server(tmp_path):
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'ltm.sqlite3'}",
-        "LTM_DATA_DIR": str(tmp_path),
-        "LTM_SECRET_KEY": "test-only",
-        "LTM_ALLOWED_HOSTS": "127.0.0.1",
-        "LTM_DEBUG": "false",
-        # Plain HTTP on 127.0.0.1: no TLS proxy in front to redirect to.
-        "LTM_SSL_REDIRECT": "false",
-        "DJANGO_SETTINGS_MODULE": "ltm_project.settings",
-    }
-    manage(env, "migrate", "--verbosity", "0")
-    token = manage(env, "create_tenant", "acme").strip().splitlines()[-1]
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "ltm_project.wsgi",
-            "--workers",
-            "2",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--timeout",
-            "120",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/api/schema/", timeout=5)  # noqa: S310
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.3)
+    # SQLite whatever the test run uses: the test reads its files.
+    env = service_env(tmp_path, f"sqlite:///{tmp_path / 'ltm.sqlite3'}")
+    token = create_tenant(env)
+    with gunicorn(env) as base:
         yield base, token, tmp_path
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.mark.slow
