@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -25,7 +26,12 @@ from memories.pipeline.decide import (
     decide_rules,
 )
 from memories.pipeline.embedding import embed_all, message_passages
-from memories.providers.llm import ExtractedFact, MemoryView, get_language_model
+from memories.providers.llm import (
+    ExtractedFact,
+    LanguageModel,
+    MemoryView,
+    get_language_model,
+)
 from memories.search import SearchHit
 from memories.selectors import memory_recall
 from memories.writes import Actor, context_add, memory_digest, user_write_lock
@@ -105,26 +111,43 @@ def record_usage(tenant: Tenant, calls: list) -> None:
     )
 
 
-def message_handle(
-    *,
-    tenant: Tenant,
-    user_id: str,
-    text: str,
-    sent_at: datetime | None = None,
-    actor: str = Actor.API,
-) -> MessageOutcome:
-    """Handle one message of an end user: recall, remember, reply.
+@dataclass
+class Recall:
+    """What recalling for a message found, and what remembering it reuses: the
+    message's passages, the facts the rules found, and one embedding call's
+    vectors (the message, its passages, those facts)."""
 
-    The message is kept as an episode (its passages when long) beside the facts
-    the rules or the language model take from it.
-    """
+    tenant: Tenant
+    user_id: str
+    text: str
+    sent_at: datetime
+    llm: LanguageModel
+    passages: list[str]
+    facts: list[ExtractedFact]
+    vectors: np.ndarray
+    hits: list[SearchHit]
+    recalled: list[SearchHit]
+
+
+@dataclass
+class Remembered:
+    """What storing a message wrote: the message, the changes to the user's
+    facts, and its episodes."""
+
+    message: Message
+    changes: list[MemoryChange]
+    episodes: list[Memory]
+
+
+def message_recall(
+    *, tenant: Tenant, user_id: str, text: str, sent_at: datetime | None = None
+) -> Recall:
+    """The user's memories related to a message, before it is stored."""
     vector_operations_retry(tenant=tenant)
     sent_at = sent_at or timezone.now()
     llm = get_language_model()
-    calls: list = []
     passages = message_passages(text)
     facts: list[ExtractedFact] = []
-    plan = None
     related_count = settings.LTM_RECALL_TOP_K
     if llm.consolidates:
         related_count = max(settings.LTM_LLM_RELATED_MEMORIES, related_count)
@@ -139,7 +162,29 @@ def message_handle(
         vector=vectors[0],
         top_k=related_count,
     )
-    recalled = _related(hits[: settings.LTM_RECALL_TOP_K])
+    return Recall(
+        tenant=tenant,
+        user_id=user_id,
+        text=text,
+        sent_at=sent_at,
+        llm=llm,
+        passages=passages,
+        facts=facts,
+        vectors=vectors,
+        hits=hits,
+        recalled=_related(hits[: settings.LTM_RECALL_TOP_K]),
+    )
+
+
+def message_remember(
+    recall: Recall, *, calls: list, actor: str = Actor.API
+) -> Remembered:
+    """Store a recalled message: the episode (its passages) beside the facts the
+    rules or the language model take from it. The model's calls go to `calls`."""
+    tenant, user_id = recall.tenant, recall.user_id
+    text, sent_at = recall.text, recall.sent_at
+    llm, passages, facts = recall.llm, recall.passages, recall.facts
+    plan = None
     if llm.consolidates:
         from memories.providers.llm_chat import RecentMessage
 
@@ -151,7 +196,9 @@ def message_handle(
             .order_by("-sent_at", "-id")[: settings.LTM_LLM_RECENT_MESSAGES]
         ][::-1]
         # Only facts can be updated or deleted by the model's plan.
-        related_facts = [hit for hit in hits if hit.memory.kind == Memory.Kind.FACT]
+        related_facts = [
+            hit for hit in recall.hits if hit.memory.kind == Memory.Kind.FACT
+        ]
         plan = llm.plan_memory(
             message=text,
             sent_at=sent_at,
@@ -167,7 +214,7 @@ def message_handle(
             planned_texts = [op.fact.text for op in plan.operations if op.fact]
             fact_vectors = embed_all(planned_texts)
     else:
-        fact_vectors = vectors[1 + len(passages) :]
+        fact_vectors = recall.vectors[1 + len(passages) :]
     with transaction.atomic(), vector_sync_batch():
         user_write_lock(tenant_id=tenant.pk, user_id=user_id)
         message = Message.objects.create(
@@ -208,26 +255,47 @@ def message_handle(
             episodes=[
                 EpisodeDraft(0, index, passage, vector)
                 for index, (passage, vector) in enumerate(
-                    zip(passages, vectors[1 : 1 + len(passages)], strict=True)
+                    zip(passages, recall.vectors[1 : 1 + len(passages)], strict=True)
                 )
             ],
             actor=actor if plan is None else f"{actor}:{llm.name}",
         )
-    reply = llm.reply(
+    return Remembered(
+        message=message, changes=applied.changes, episodes=applied.episodes
+    )
+
+
+def message_handle(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    text: str,
+    sent_at: datetime | None = None,
+    actor: str = Actor.API,
+) -> MessageOutcome:
+    """Handle one message of an end user: recall, remember, reply.
+
+    The message is kept as an episode (its passages when long) beside the facts
+    the rules or the language model take from it.
+    """
+    calls: list = []
+    recall = message_recall(tenant=tenant, user_id=user_id, text=text, sent_at=sent_at)
+    remembered = message_remember(recall, calls=calls, actor=actor)
+    reply = recall.llm.reply(
         message=text,
-        recalled=[memory_view(hit) for hit in recalled],
+        recalled=[memory_view(hit) for hit in recall.recalled],
         remembered=[
-            change.memory.text for change in applied.changes if change.memory.text
+            change.memory.text for change in remembered.changes if change.memory.text
         ],
         calls=calls,
     )
     record_usage(tenant, calls)
     return MessageOutcome(
-        message=message,
+        message=remembered.message,
         reply=reply,
-        recalled=recalled,
-        changes=applied.changes,
-        episodes=applied.episodes,
+        recalled=recall.recalled,
+        changes=remembered.changes,
+        episodes=remembered.episodes,
         calls=calls,
     )
 
