@@ -8,14 +8,25 @@ constructors: only a process configured for Bedrock pays for it.
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import ImproperlyConfigured
 
-from ltm_project.deadline import has_time_left
-from memories.providers.chat import ChatMessage, ChatModelError, ChatResult, Usage
+from ltm_project.deadline import has_time_left, time_left
+from memories.providers.chat import (
+    ChatDelta,
+    ChatMessage,
+    ChatModelError,
+    ChatModelRejected,
+    ChatModelUnavailable,
+    ChatResult,
+    Sampling,
+    Usage,
+)
 from memories.providers.embeddings import EmbeddingError, _normalise
 
 DEFAULT_EMBEDDING_MODEL = "amazon.titan-embed-text-v2:0"
@@ -25,6 +36,25 @@ TITAN_V2_DIMENSIONS = (256, 512, 1024)
 # ValueError for what langchain-aws checks itself (an answer without `output`, an
 # embedding missing from the body, a permission hint it rewrites).
 _CALL_ERRORS = (ClientError, BotoCoreError, ValueError)
+# Error codes worth retrying later (the model is busy or not ready), and the
+# one that says the request itself was refused (too long, an option refused).
+_UNAVAILABLE_CODES = {
+    "ThrottlingException",
+    "ServiceUnavailableException",
+    "ModelNotReadyException",
+    "ModelTimeoutException",
+    "InternalServerException",
+    "ModelStreamErrorException",
+}
+_REJECTED_CODES = {"ValidationException"}
+# Converse's stop reasons in OpenAI's words.
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "content_filtered": "content_filter",
+    "guardrail_intervened": "content_filter",
+}
 
 
 def bedrock_runtime_client(
@@ -65,6 +95,23 @@ def _describe(exc: Exception) -> str:
         code = error.get("Code") or type(exc).__name__
         return f"{code}: {error.get('Message') or exc}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _chat_error(exc: Exception, model_id: str) -> ChatModelError:
+    """Our error for what a Converse call raised."""
+    kind = ChatModelError
+    if isinstance(exc, ClientError):
+        # Errors inside an event stream spell their codes in lower camel case.
+        code = exc.response.get("Error", {}).get("Code", "")
+        code = code[:1].upper() + code[1:]
+        if code in _UNAVAILABLE_CODES:
+            kind = ChatModelUnavailable
+        elif code in _REJECTED_CODES:
+            kind = ChatModelRejected
+    elif isinstance(exc, BotoCoreError | ConnectionError):
+        # Timeouts, connections refused or cut, a stream ended early.
+        kind = ChatModelUnavailable
+    return kind(f"Bedrock Converse with {model_id} failed: {_describe(exc)}")
 
 
 class BedrockChatModel:
@@ -109,6 +156,51 @@ class BedrockChatModel:
             ) from exc
         self.client = client
         self.model_name = model_id
+        # Models answering clients' conversations (chat completions), by id:
+        # they stream, and leave what the client did not choose to the model.
+        self._conversers: dict[str, Any] = {}
+        self._conversers_lock = threading.Lock()
+
+    def _converser(self, model_id: str):
+        with self._conversers_lock:
+            if model_id not in self._conversers:
+                from langchain_aws import ChatBedrockConverse
+
+                try:
+                    self._conversers[model_id] = ChatBedrockConverse(
+                        client=self.client,
+                        model=model_id,
+                        temperature=None,
+                        disable_streaming=False,
+                    )
+                except ValueError as exc:
+                    raise ChatModelError(
+                        f"Bedrock chat model {model_id!r} is not usable: {exc}"
+                    ) from exc
+            return self._conversers[model_id]
+
+    @staticmethod
+    def _conversation(system: str, messages: list[ChatMessage]) -> list:
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+        # Converse takes the system messages apart from the turns, in order.
+        kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+        conversation = [SystemMessage(content=system)] if system else []
+        return conversation + [kinds[m.role](content=m.content) for m in messages]
+
+    @staticmethod
+    def _options(max_tokens: int, sampling: Sampling | None) -> dict[str, Any]:
+        options: dict[str, Any] = {"max_tokens": max_tokens}
+        if sampling is not None:
+            chosen = {
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "stop": list(sampling.stop) or None,
+            }
+            options.update(
+                {name: value for name, value in chosen.items() if value is not None}
+            )
+        return options
 
     def complete(
         self,
@@ -118,16 +210,11 @@ class BedrockChatModel:
         json_schema: dict | None = None,
         schema_name: str = "result",
         max_tokens: int = 1024,
+        sampling: Sampling | None = None,
+        model: str | None = None,
     ) -> ChatResult:
-        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-
-        conversation = [SystemMessage(content=system)] + [
-            HumanMessage(content=m.content)
-            if m.role == "user"
-            else AIMessage(content=m.content)
-            for m in messages
-        ]
-        options: dict[str, Any] = {"max_tokens": max_tokens}
+        conversation = self._conversation(system, messages)
+        options = self._options(max_tokens, sampling)
         if json_schema is not None:
             # Handed to Converse as it is. `bind_tools` would rewrite the schema on
             # the way (it drops `null` from nullable types and renames `$defs`
@@ -147,13 +234,19 @@ class BedrockChatModel:
                 "toolChoice": {"tool": {"name": schema_name}},
             }
         if not has_time_left():
-            raise ChatModelError("No time left of this request's budget for Bedrock.")
+            raise ChatModelUnavailable(
+                "No time left of this request's budget for Bedrock."
+            )
+        model_id = model or self.model_name
+        chat = (
+            self._model
+            if sampling is None and model_id == self.model_name
+            else self._converser(model_id)
+        )
         try:
-            answer = self._model.invoke(conversation, **options)
+            answer = chat.invoke(conversation, **options)
         except _CALL_ERRORS as exc:
-            raise ChatModelError(
-                f"Bedrock Converse with {self.model_name} failed: {_describe(exc)}"
-            ) from exc
+            raise _chat_error(exc, model_id) from exc
 
         stop_reason = answer.response_metadata.get("stopReason", "")
         if json_schema is not None:
@@ -175,15 +268,59 @@ class BedrockChatModel:
                 raise ChatModelError(
                     f"{self.model_name} gave no text (stop reason {stop_reason!r})."
                 )
-        usage = answer.usage_metadata or {}
         return ChatResult(
             content=content,
-            usage=Usage(
-                model=self.model_name,
-                input_tokens=usage.get("input_tokens", 0),
-                output_tokens=usage.get("output_tokens", 0),
-            ),
+            usage=_usage(model_id, answer.usage_metadata),
+            finish_reason=_FINISH_REASONS.get(stop_reason, "stop"),
         )
+
+    def stream(
+        self,
+        *,
+        system: str,
+        messages: list[ChatMessage],
+        max_tokens: int = 1024,
+        sampling: Sampling | None = None,
+        model: str | None = None,
+    ) -> Iterator[ChatDelta]:
+        conversation = self._conversation(system, messages)
+        options = self._options(max_tokens, sampling)
+        if not has_time_left():
+            raise ChatModelUnavailable(
+                "No time left of this request's budget for Bedrock."
+            )
+        model_id = model or self.model_name
+        chat = self._converser(model_id)
+        stop_reason = usage = None
+        try:
+            # ConverseStream: text deltas, then messageStop (the stop reason)
+            # and metadata (the usage).
+            for chunk in chat.stream(conversation, **options):
+                if chunk.text:
+                    yield ChatDelta(text=chunk.text)
+                stop_reason = chunk.response_metadata.get("stopReason") or stop_reason
+                usage = chunk.usage_metadata or usage
+                left = time_left()
+                if left is not None and left <= 0:
+                    raise ChatModelUnavailable(
+                        "The model's answer took longer than the time one request "
+                        "may take."
+                    )
+        except (*_CALL_ERRORS, ConnectionError) as exc:
+            raise _chat_error(exc, model_id) from exc
+        yield ChatDelta(
+            finish_reason=_FINISH_REASONS.get(stop_reason or "", "stop"),
+            usage=_usage(model_id, usage),
+        )
+
+
+def _usage(model_id: str, usage: dict | None) -> Usage:
+    usage = usage or {}
+    return Usage(
+        model=model_id,
+        input_tokens=usage.get("input_tokens", 0),
+        output_tokens=usage.get("output_tokens", 0),
+    )
 
 
 class BedrockEmbedder:

@@ -4,6 +4,7 @@ The offline provider needs no model: rules find the facts, templates reply.
 """
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -22,6 +23,7 @@ from memories.extraction.rules import (
     to_second_person,
 )
 from memories.extraction.timeexpr import describe_time, resolve_time
+from memories.providers.chat import ChatDelta, ChatMessage, ChatResult, Sampling, Usage
 from memories.text import content_words
 
 
@@ -52,6 +54,8 @@ class LanguageModel(Protocol):
     name: str
     # True when a model plans each message's memory operations in one call.
     consolidates: bool
+    # The model that answers a client's conversation unless told another.
+    answer_model: str
 
     def extract_facts(
         self, *, message: str, sent_at: datetime, speaker: str = ""
@@ -73,6 +77,34 @@ class LanguageModel(Protocol):
 
         A model appends the calls it made (and their tokens) to `calls`.
         """
+
+    def answer(
+        self,
+        *,
+        conversation: list[ChatMessage],
+        recalled: list[MemoryView],
+        remembered: list[str],
+        max_tokens: int,
+        sampling: Sampling,
+        model: str | None = None,
+        calls: list | None = None,
+    ) -> ChatResult:
+        """The answer to a client's conversation, with the memories recalled for
+        its last (user) turn shown as data. Raises ChatModelError when the model
+        cannot answer: the client's own conversation has no fallback."""
+
+    def answer_stream(
+        self,
+        *,
+        conversation: list[ChatMessage],
+        recalled: list[MemoryView],
+        remembered: list[str],
+        max_tokens: int,
+        sampling: Sampling,
+        model: str | None = None,
+        calls: list | None = None,
+    ) -> Iterator[ChatDelta]:
+        """`answer`, as it is written (see ChatModel.stream)."""
 
     def forget_query(self, *, request: str) -> str:
         """The text to search memories with for a forget request."""
@@ -98,6 +130,7 @@ class OfflineLanguageModel:
     name = "offline-rules"
     # Facts come from rules per message, not from a consolidation call.
     consolidates = False
+    answer_model = name
 
     def extract_facts(
         self, *, message: str, sent_at: datetime, speaker: str = ""
@@ -149,6 +182,48 @@ class OfflineLanguageModel:
             parts.append("I don't have anything stored that relates to this yet.")
         parts.append(NO_MODEL_NOTE)
         return "\n".join(parts)
+
+    def answer(
+        self,
+        *,
+        conversation: list[ChatMessage],
+        recalled: list[MemoryView],
+        remembered: list[str],
+        max_tokens: int,
+        sampling: Sampling,
+        model: str | None = None,
+        calls: list | None = None,
+    ) -> ChatResult:
+        # The template, as /message replies: no model, so no tokens.
+        last = conversation[-1] if conversation else None
+        reply = self.reply(
+            message=last.content if last and last.role == "user" else "",
+            recalled=recalled,
+            remembered=remembered,
+        )
+        return ChatResult(content=reply, usage=Usage(self.answer_model, 0, 0))
+
+    def answer_stream(
+        self,
+        *,
+        conversation: list[ChatMessage],
+        recalled: list[MemoryView],
+        remembered: list[str],
+        max_tokens: int,
+        sampling: Sampling,
+        model: str | None = None,
+        calls: list | None = None,
+    ) -> Iterator[ChatDelta]:
+        result = self.answer(
+            conversation=conversation,
+            recalled=recalled,
+            remembered=remembered,
+            max_tokens=max_tokens,
+            sampling=sampling,
+        )
+        for line in result.content.splitlines(keepends=True):
+            yield ChatDelta(text=line)
+        yield ChatDelta(finish_reason=result.finish_reason, usage=result.usage)
 
     def forget_query(self, *, request: str) -> str:
         query = FORGET_PREFIX.sub("", request).strip(" .!")

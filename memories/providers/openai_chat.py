@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from django.core.exceptions import ImproperlyConfigured
 
-from ltm_project.deadline import TimeBudgetSpent, call_limits
-from memories.providers.chat import ChatMessage, ChatModelError, ChatResult, Usage
+from ltm_project.deadline import TimeBudgetSpent, call_limits, time_left
+from memories.providers.chat import (
+    ChatDelta,
+    ChatMessage,
+    ChatModelError,
+    ChatModelRejected,
+    ChatModelUnavailable,
+    ChatResult,
+    Sampling,
+    Usage,
+)
+
+# Statuses that say the request itself was refused (too long a conversation,
+# an option the model does not take), and those worth retrying later.
+_REJECTED = {400, 413, 422}
+_UNAVAILABLE = {408, 409, 429}
 
 
 class OpenAIChatModel:
@@ -42,6 +58,69 @@ class OpenAIChatModel:
         self.model_name = model
         self._temperature = temperature
 
+    def _request(
+        self,
+        *,
+        system: str,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        sampling: Sampling | None,
+        model: str | None,
+    ) -> dict:
+        # "system" rather than "developer": OpenAI takes both, but several
+        # OpenAI-compatible servers reject "developer".
+        sent = [{"role": "system", "content": system}] if system else []
+        sent += [{"role": m.role, "content": m.content} for m in messages]
+        request = {
+            "model": model or self.model_name,
+            "messages": sent,
+            # OpenAI now prefers max_completion_tokens (and requires it for
+            # reasoning models), but most OpenAI-compatible servers (vLLM,
+            # Ollama, LiteLLM proxies...) only know max_tokens.
+            "max_tokens": max_tokens,
+        }
+        if sampling is None:
+            request["temperature"] = self._temperature
+            return request
+        chosen = {
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "stop": list(sampling.stop) or None,
+            "presence_penalty": sampling.presence_penalty,
+            "frequency_penalty": sampling.frequency_penalty,
+            "seed": sampling.seed,
+        }
+        request.update(
+            {name: value for name, value in chosen.items() if value is not None}
+        )
+        return request
+
+    def _client_for_this_request(self):
+        try:
+            timeout, retries = call_limits(self._timeout, self._max_retries)
+        except TimeBudgetSpent as exc:
+            raise ChatModelUnavailable(
+                f"No time left to ask the model: {exc}."
+            ) from exc
+        return self._client.with_options(timeout=timeout, max_retries=retries)
+
+    def _error(self, exc: Exception) -> ChatModelError:
+        """Our error for what the client raised."""
+        openai = self._openai
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            kind = ChatModelError
+            if status in _REJECTED:
+                kind = ChatModelRejected
+            elif status in _UNAVAILABLE or status >= 500:
+                kind = ChatModelUnavailable
+            return kind(f"OpenAI chat failed with HTTP {status}: {exc.message}")
+        if isinstance(exc, openai.APITimeoutError):
+            return ChatModelUnavailable("OpenAI chat timed out.")
+        if isinstance(exc, openai.APIConnectionError):
+            return ChatModelUnavailable(f"Could not reach OpenAI chat: {exc}")
+        return ChatModelError(f"OpenAI chat failed: {exc}")
+
     def complete(
         self,
         *,
@@ -50,14 +129,18 @@ class OpenAIChatModel:
         json_schema: dict | None = None,
         schema_name: str = "result",
         max_tokens: int = 1024,
+        sampling: Sampling | None = None,
+        model: str | None = None,
     ) -> ChatResult:
-        # "system" rather than "developer": OpenAI takes both, but several
-        # OpenAI-compatible servers reject "developer".
-        sent = [{"role": "system", "content": system}]
-        sent += [{"role": m.role, "content": m.content} for m in messages]
-        options = {}
+        request = self._request(
+            system=system,
+            messages=messages,
+            max_tokens=max_tokens,
+            sampling=sampling,
+            model=model,
+        )
         if json_schema is not None:
-            options["response_format"] = {
+            request["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {
                     "name": schema_name,
@@ -65,32 +148,11 @@ class OpenAIChatModel:
                     "strict": True,
                 },
             }
+        client = self._client_for_this_request()
         try:
-            timeout, retries = call_limits(self._timeout, self._max_retries)
-        except TimeBudgetSpent as exc:
-            raise ChatModelError(f"No time left to ask the model: {exc}.") from exc
-        client = self._client.with_options(timeout=timeout, max_retries=retries)
-        try:
-            response = client.chat.completions.create(
-                model=self.model_name,
-                messages=sent,
-                temperature=self._temperature,
-                # OpenAI now prefers max_completion_tokens (and requires it for
-                # reasoning models), but most OpenAI-compatible servers (vLLM,
-                # Ollama, LiteLLM proxies...) only know max_tokens.
-                max_tokens=max_tokens,
-                **options,
-            )
-        except self._openai.APIStatusError as exc:
-            raise ChatModelError(
-                f"OpenAI chat failed with HTTP {exc.status_code}: {exc.message}"
-            ) from exc
-        except self._openai.APITimeoutError as exc:
-            raise ChatModelError("OpenAI chat timed out.") from exc
-        except self._openai.APIConnectionError as exc:
-            raise ChatModelError(f"Could not reach OpenAI chat: {exc}") from exc
+            response = client.chat.completions.create(**request)
         except self._openai.OpenAIError as exc:
-            raise ChatModelError(f"OpenAI chat failed: {exc}") from exc
+            raise self._error(exc) from exc
 
         # The client does not validate responses strictly, so a field the server
         # left out is missing rather than an error.
@@ -105,14 +167,65 @@ class OpenAIChatModel:
                 "OpenAI chat returned an empty answer "
                 f"(finish reason {choices[0].finish_reason!r})."
             )
-        # Some OpenAI-compatible servers send no usage: count nothing rather
-        # than fail an answer we have.
-        usage = getattr(response, "usage", None)
         return ChatResult(
             content=message.content,
-            usage=Usage(
-                model=self.model_name,
-                input_tokens=(usage.prompt_tokens or 0) if usage else 0,
-                output_tokens=(usage.completion_tokens or 0) if usage else 0,
-            ),
+            usage=self._usage(request["model"], getattr(response, "usage", None)),
+            finish_reason=choices[0].finish_reason or "stop",
+        )
+
+    def stream(
+        self,
+        *,
+        system: str,
+        messages: list[ChatMessage],
+        max_tokens: int = 1024,
+        sampling: Sampling | None = None,
+        model: str | None = None,
+    ) -> Iterator[ChatDelta]:
+        request = self._request(
+            system=system,
+            messages=messages,
+            max_tokens=max_tokens,
+            sampling=sampling,
+            model=model,
+        )
+        client = self._client_for_this_request()
+        finish_reason = usage = None
+        try:
+            # The usage comes in a last chunk of its own, only when asked for.
+            with client.chat.completions.create(
+                **request, stream=True, stream_options={"include_usage": True}
+            ) as chunks:
+                for chunk in chunks:
+                    usage = getattr(chunk, "usage", None) or usage
+                    for choice in getattr(chunk, "choices", None) or []:
+                        if choice.index != 0:
+                            continue
+                        if choice.delta and choice.delta.content:
+                            yield ChatDelta(text=choice.delta.content)
+                        finish_reason = choice.finish_reason or finish_reason
+                    left = time_left()
+                    if left is not None and left <= 0:
+                        raise ChatModelUnavailable(
+                            "The model's answer took longer than the time one "
+                            "request may take."
+                        )
+        except self._openai.OpenAIError as exc:
+            raise self._error(exc) from exc
+        if finish_reason is None:
+            raise ChatModelUnavailable(
+                "The model's stream ended before its answer did (no finish reason)."
+            )
+        yield ChatDelta(
+            finish_reason=finish_reason, usage=self._usage(request["model"], usage)
+        )
+
+    @staticmethod
+    def _usage(model: str, usage) -> Usage:
+        # Some OpenAI-compatible servers send no usage: count nothing rather
+        # than fail an answer we have.
+        return Usage(
+            model=model,
+            input_tokens=(usage.prompt_tokens or 0) if usage else 0,
+            output_tokens=(usage.completion_tokens or 0) if usage else 0,
         )

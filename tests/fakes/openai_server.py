@@ -6,6 +6,10 @@ the same HTTP layer (serialisation, headers, retries) as in production.
 Embeddings are computed from the text. Chat answers come, in this order, from a
 scripted failure (`fail_next`, `fail_always`), the queue of scripted answers
 (`reply_with`, `reply_with_json`, `refuse_next`), `chat_responder`, or "OK".
+A chat request with `"stream": true` gets its answer as OpenAI streams it:
+server-sent events of chat.completion.chunk objects, a word each, then
+`data: [DONE]`; `fail_stream_after` ends the next streams with an error event
+after that many chunks, as OpenAI reports a failure once a stream has begun.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: dict
+    # The fake's own time answering it: from its body read to its last byte sent.
+    seconds: float = 0.0
 
 
 @dataclass
@@ -56,6 +62,8 @@ class ScriptedResponse:
     status: int
     body: dict
     headers: dict[str, str] = field(default_factory=dict)
+    # Sent as server-sent events instead of `body`, when set.
+    events: list[dict] | None = None
 
 
 @dataclass
@@ -103,6 +111,10 @@ class FakeOpenAI:
         self.chat_responder: Callable[[dict], str] | None = None
         # Like some OpenAI-compatible servers: chat answers without "usage".
         self.omit_usage = False
+        # Streams end with an error event after this many chunks, when set.
+        self.fail_stream_after: int | None = None
+        # A pause before each event of a stream (a model writing slowly).
+        self.stream_delay_seconds = 0.0
         self._chat_count = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         # A short poll interval: stop() waits up to one interval for the loop.
@@ -168,7 +180,10 @@ class FakeOpenAI:
         if request.path.endswith("/embeddings"):
             return ScriptedResponse(200, self._embeddings(request.body))
         if request.path.endswith("/chat/completions"):
-            return ScriptedResponse(200, self._chat(request.body))
+            answer = self._chat(request.body)
+            if request.body.get("stream"):
+                return ScriptedResponse(200, {}, events=self._chunks(answer, request))
+            return ScriptedResponse(200, answer)
         return ScriptedResponse(404, {"error": {"message": "not found"}})
 
     def _embeddings(self, body: dict) -> dict:
@@ -236,6 +251,38 @@ class FakeOpenAI:
             del response["usage"]
         return response
 
+    def _chunks(self, answer: dict, request: RecordedRequest) -> list[dict]:
+        """A whole answer as OpenAI streams it: the role, a word at a time, the
+        finish reason, and the usage when stream_options asks for it."""
+        include_usage = (request.body.get("stream_options") or {}).get("include_usage")
+        choice = answer["choices"][0]
+        words = re.findall(r"\S+\s*", choice["message"]["content"] or "")
+        deltas = [{"role": "assistant", "content": ""}]
+        deltas += [{"content": word} for word in words]
+        chunks = [
+            {"index": 0, "delta": delta, "finish_reason": None} for delta in deltas
+        ]
+        chunks.append(
+            {"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}
+        )
+        head = {
+            "id": answer["id"],
+            "object": "chat.completion.chunk",
+            "created": answer["created"],
+            "model": answer["model"],
+        }
+        events = [
+            {**head, "choices": [chunk], **({"usage": None} if include_usage else {})}
+            for chunk in chunks
+        ]
+        if include_usage and "usage" in answer:
+            events.append({**head, "choices": [], "usage": answer["usage"]})
+        if self.fail_stream_after is not None:
+            events = events[: self.fail_stream_after]
+            failure = {"message": "scripted stream failure", "type": "server_error"}
+            events.append({"error": failure})
+        return events
+
     def _handler_class(self):
         fake = self
 
@@ -249,21 +296,43 @@ class FakeOpenAI:
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=json.loads(raw or b"{}"),
                 )
+                started = time.perf_counter()
                 fake.requests.append(request)
                 if fake.delay_seconds:
                     time.sleep(fake.delay_seconds)
                 response = fake.respond(request)
-                payload = json.dumps(response.body).encode()
                 try:
-                    self.send_response(response.status)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(payload)))
-                    for name, value in response.headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    if response.events is None:
+                        self._send_json(response)
+                    else:
+                        self._send_events(response)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client timed out and hung up: nobody to answer
+                request.seconds = time.perf_counter() - started
+
+            def _send_json(self, response: ScriptedResponse) -> None:
+                payload = json.dumps(response.body).encode()
+                self.send_response(response.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                for name, value in response.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _send_events(self, response: ScriptedResponse) -> None:
+                # HTTP/1.0 without a length: the body ends when the connection
+                # closes, after the last event.
+                self.send_response(response.status)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                for event in response.events:
+                    if fake.stream_delay_seconds:
+                        time.sleep(fake.stream_delay_seconds)
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                if not any("error" in event for event in response.events):
+                    self.wfile.write(b"data: [DONE]\n\n")
 
             def log_message(self, format, *args):  # noqa: A002 - keep test output clean
                 pass
