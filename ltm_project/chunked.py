@@ -37,7 +37,11 @@ class ChunkedBodies:
                     "length_required",
                     "This server cannot read a chunked body: send Content-Length.",
                 )
-            limit = max(settings.LTM_MAX_REQUEST_BYTES, settings.LTM_MAX_IMPORT_BYTES)
+            limit = max(
+                settings.LTM_MAX_REQUEST_BYTES,
+                settings.LTM_MAX_IMPORT_BYTES,
+                settings.LTM_MAX_CHAT_BYTES,
+            )
             body = environ["wsgi.input"].read(limit + 1)
             if len(body) > limit:
                 return _error(

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import TypeVar
 
 from django.conf import settings
 
@@ -18,6 +19,8 @@ _deadline: ContextVar[float | None] = ContextVar("ltm_request_deadline", default
 
 # Below this, a call to an outside service is not started: it could not finish.
 SHORTEST_CALL_SECONDS = 0.5
+
+T = TypeVar("T")
 
 
 class TimeBudgetSpent(Exception):
@@ -57,6 +60,36 @@ def call_limits(timeout: float, retries: int) -> tuple[float, int]:
         raise TimeBudgetSpent(f"{max(left, 0):.1f} s left of this request's time")
     per_try = min(timeout, left)
     return per_try, max(0, min(retries, int(left // per_try) - 1))
+
+
+def deadline_kept(steps: Iterator[T]) -> Iterator[T]:
+    """`steps`, each run under the deadline of the request that made them.
+
+    A streamed response is written after its view, and the middleware's
+    deadline with it, have returned; what it still calls keeps the request's
+    time. Closing the result closes `steps`.
+    """
+    deadline = _deadline.get()
+
+    def kept() -> Iterator[T]:
+        try:
+            while True:
+                # Set and reset around each step, never across a yield: the
+                # consumer runs in its own context between steps.
+                token = _deadline.set(deadline)
+                try:
+                    item = next(steps)
+                except StopIteration:
+                    return
+                finally:
+                    _deadline.reset(token)
+                yield item
+        finally:
+            close = getattr(steps, "close", None)
+            if close is not None:
+                close()
+
+    return kept()
 
 
 def deadline_middleware(get_response: Callable):

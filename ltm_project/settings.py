@@ -264,6 +264,19 @@ LTM_BEDROCK_EMBEDDING_DIMENSIONS = env.int(
     "LTM_BEDROCK_EMBEDDING_DIMENSIONS", default=1024
 )
 
+# --- Chat completions (POST /v1/chat/completions) --------------------------
+# Models a request may name (comma-separated). A request naming any other is
+# answered by the configured model (LTM_OPENAI_CHAT_MODEL or
+# LTM_BEDROCK_CHAT_MODEL), so no tenant spends the operator's key on a model the
+# operator did not choose. Empty: always the configured model.
+LTM_CHAT_MODELS = env.list("LTM_CHAT_MODELS", default=[])
+# Tokens one answer may take; a request asking for more (or naming none) gets
+# this many.
+LTM_CHAT_MAX_TOKENS = env.int("LTM_CHAT_MAX_TOKENS", default=4096)
+# Bytes in one request body: a chat client sends the whole conversation.
+LTM_MAX_CHAT_BYTES = env.int("LTM_MAX_CHAT_BYTES", default=4 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(DATA_UPLOAD_MAX_MEMORY_SIZE, LTM_MAX_CHAT_BYTES)
+
 # --- Memory behaviour -----------------------------------------------------
 LTM_RECALL_TOP_K = env.int("LTM_RECALL_TOP_K", default=5)
 # Cosine similarity below which a memory is not considered related to a message.

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from memories.chat_api import ChatCompletionsView
 from memories.urls import build_router
 
 handler400 = "ltm_project.errors.bad_request"
@@ -17,4 +18,10 @@ urlpatterns = [
     # The original contract: POST /message and POST /forget.
     path("", include((build_router(with_memories=False).urls, "legacy"))),
     path("api/v1/", include((build_router(with_memories=True).urls, "v1"))),
+    # OpenAI's chat completions, for its clients pointed at <LTM>/v1.
+    path(
+        "v1/chat/completions",
+        ChatCompletionsView.as_view(),
+        name="chat-completions",
+    ),
 ]
