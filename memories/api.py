@@ -1,18 +1,24 @@
-"""REST endpoints: message, forget and memories (thin: validate, call, shape)."""
+"""REST endpoints: message, forget, memories and end users (thin: validate,
+call, shape)."""
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
+    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from ltm_project.errors import error_body
 from memories import selectors
 from memories.models import Memory
+from memories.pagination import end_user_page, memory_page
 from memories.pipeline.decide import Op
 from memories.pipeline.forget import forget_handle
 from memories.pipeline.importing import (
@@ -24,6 +30,8 @@ from memories.pipeline.message import message_handle
 from memories.public_ids import public_message_id
 from memories.search import SearchFilters
 from memories.serializers import (
+    USER_ID_PATTERN,
+    EndUserPageSerializer,
     ErrorSerializer,
     ForgetInputSerializer,
     ForgetOutputSerializer,
@@ -32,10 +40,20 @@ from memories.serializers import (
     MemoryDetailSerializer,
     MemoryListQuerySerializer,
     MemoryOutputSerializer,
+    MemoryPageSerializer,
     MessageInputSerializer,
     MessageOutputSerializer,
     SearchInputSerializer,
     SearchOutputSerializer,
+    UserErasureSerializer,
+    UserExportSerializer,
+    UserListQuerySerializer,
+    UserPathSerializer,
+)
+from memories.user_data import (
+    user_data_erase,
+    user_data_export_chunks,
+    user_data_holds_content,
 )
 from memories.writes import Actor, memory_delete
 
@@ -260,9 +278,13 @@ class MemoryViewSet(
 
     @extend_schema(
         summary="List a user's memories",
+        description="A page of the user's memories of one status (and kind), in "
+        "the order they were stored. Send nextCursor back as cursor for the next "
+        "page; it is null after the last. The order never changes, so a walk "
+        "through the pages sees every memory stored before it began once.",
         parameters=[MemoryListQuerySerializer],
         responses={
-            200: MemoryOutputSerializer(many=True),
+            200: MemoryPageSerializer,
             **{code: _ERRORS[code] for code in (400, 401, 429)},
         },
     )
@@ -271,13 +293,19 @@ class MemoryViewSet(
         # as not one of the choices, rather than read as no value at all.
         query = MemoryListQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
-        memories = self.get_queryset().filter(
+        page = memory_page(
+            tenant=request.user,
             user_id=query.validated_data["userId"],
             status=query.validated_data["status"],
+            kind=query.validated_data.get("kind"),
+            cursor=query.validated_data.get("cursor"),
+            limit=query.validated_data["limit"],
         )
-        if query.validated_data.get("kind"):
-            memories = memories.filter(kind=query.validated_data["kind"])
-        return Response(MemoryOutputSerializer(memories, many=True).data)
+        return Response(
+            MemoryPageSerializer(
+                {"results": page.results, "nextCursor": page.next_cursor}
+            ).data
+        )
 
     @extend_schema(
         summary="Read a memory and its history",
@@ -446,3 +474,133 @@ class MemoryViewSet(
             {"userId": data.validated_data["userId"], "hits": hits}
         )
         return Response(output.data)
+
+
+_USER_ID_PARAMETER = OpenApiParameter(
+    "userId",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="Your id for the end user, as in request bodies (percent-encoded; "
+    "an id ending in '/export' cannot be erased through this path).",
+    pattern=USER_ID_PATTERN,
+)
+
+
+def _path_user_id(user_id: str) -> str:
+    """The userId of a path, held to the rule of a userId in a body."""
+    data = UserPathSerializer(data={"userId": user_id})
+    data.is_valid(raise_exception=True)
+    return data.validated_data["userId"]
+
+
+@extend_schema(tags=["users"])
+class UserViewSet(viewsets.ViewSet):
+    """A tenant's end users: list them, export one's data, erase one."""
+
+    @extend_schema(
+        summary="List your end users",
+        description="A page of the tenant's end users (anyone with a message or a "
+        "memory stored, erased ones included), ordered by userId, with their "
+        "counts. Send nextCursor back as cursor for the next page.",
+        parameters=[UserListQuerySerializer],
+        responses={
+            200: EndUserPageSerializer,
+            **{code: _ERRORS[code] for code in (400, 401, 429)},
+        },
+    )
+    def list(self, request):
+        query = UserListQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        page = end_user_page(
+            tenant=request.user,
+            cursor=query.validated_data.get("cursor"),
+            limit=query.validated_data["limit"],
+        )
+        return Response(
+            EndUserPageSerializer(
+                {"results": page.results, "nextCursor": page.next_cursor}
+            ).data
+        )
+
+    @extend_schema(
+        summary="Export an end user's data",
+        description="Everything stored about the user, streamed as it is read, in "
+        "the ltm-user-export format, version 1, of export_user_data (README.md, "
+        "'Exporting an end user's data'), with the message ids clients see "
+        "elsewhere in the API; forgotten memories are tombstones. A user with no "
+        "text left (erased, or never seen) is not_found, as a deleted memory is. "
+        "An export cut short by a failure is not valid JSON.",
+        parameters=[_USER_ID_PARAMETER],
+        responses={
+            200: UserExportSerializer,
+            404: OpenApiResponse(
+                ErrorSerializer,
+                description="not_found: nothing of the user holds text (erased, "
+                "or never seen by this tenant).",
+            ),
+            **{code: _ERRORS[code] for code in (400, 401, 429)},
+        },
+    )
+    def export(self, request, userId):  # noqa: N803 - the URL's name
+        user_id = _path_user_id(userId)
+        if not user_data_holds_content(tenant=request.user, user_id=user_id):
+            raise NotFound("No data of this user.")
+        response = StreamingHttpResponse(
+            (
+                chunk.encode("utf-8")
+                for chunk in user_data_export_chunks(
+                    tenant=request.user,
+                    user_id=user_id,
+                    message_id=public_message_id,
+                )
+            ),
+            content_type="application/json",
+        )
+        response["Content-Disposition"] = 'attachment; filename="ltm-user-export.json"'
+        return response
+
+    @extend_schema(
+        summary="Erase an end user",
+        description="Erases everything stored about the user as forget_user does "
+        "(memory and message text, history text, vectors; tombstones without "
+        "content stay), then verifies that nothing remains. Idempotent: erasing "
+        "again erases nothing more and verifies again. If something remains (a "
+        "write that arrived meanwhile), the answer is 503 erasure_incomplete with "
+        "what remains in details; send it again.",
+        parameters=[_USER_ID_PARAMETER],
+        responses={
+            200: UserErasureSerializer,
+            **{code: _ERRORS[code] for code in (400, 401, 429)},
+            503: OpenApiResponse(
+                ErrorSerializer,
+                description="provider_unavailable (the vector store failed; what "
+                "was erased stays erased, send it again), database_busy, or "
+                "erasure_incomplete.",
+            ),
+        },
+    )
+    def destroy(self, request, userId):  # noqa: N803 - the URL's name
+        user_id = _path_user_id(userId)
+        outcome = user_data_erase(tenant=request.user, user_id=user_id)
+        answer = UserErasureSerializer(
+            {
+                "user_id": user_id,
+                "report": outcome.report,
+                "remaining": outcome.remaining,
+                "vectors_deleted": outcome.report.vector_deletes
+                + outcome.report.leftover_vectors_deleted,
+                "verified": not outcome.remaining.total,
+            }
+        ).data
+        if outcome.remaining.total:
+            response = Response(
+                error_body(
+                    "erasure_incomplete",
+                    "Data of the user remains after the erasure; send it again.",
+                    {"remaining": answer["remaining"]},
+                ),
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+            response["Retry-After"] = "1"
+            return response
+        return Response(answer)

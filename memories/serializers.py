@@ -3,11 +3,19 @@
 import re
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from ltm_project.schema import NOT_BLANK_PATTERN, WHITE_SPACE
+from memories.pagination import (
+    MEMORY_CURSOR_PATTERN,
+    PAGE_DEFAULT,
+    PAGE_MAX,
+    USER_CURSOR_MAX_CHARS,
+    USER_CURSOR_PATTERN,
+)
 from memories.public_ids import public_message_id
 
 # Control and format characters (bidirectional overrides, zero-width ones, the
@@ -301,8 +309,43 @@ class MemoryDetailSerializer(MemoryOutputSerializer):
     history = MemoryEventSerializer(source="events", many=True)
 
 
-class MemoryListQuerySerializer(serializers.Serializer):
+class QueryIntegerField(serializers.IntegerField):
+    """An integer in a query string: digits only ("5", never "5.0" or " 5")."""
+
+    default_error_messages = {"invalid": "Must be an integer."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not re.fullmatch(r"-?[0-9]{1,9}", data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _limit_field() -> QueryIntegerField:
+    return QueryIntegerField(
+        min_value=1,
+        max_value=PAGE_MAX,
+        default=PAGE_DEFAULT,
+        help_text=f"Rows per page, 1-{PAGE_MAX} (default {PAGE_DEFAULT}).",
+    )
+
+
+def _cursor_field(pattern: str, max_length: int) -> serializers.CharField:
+    return serializers.CharField(
+        required=False,
+        trim_whitespace=False,
+        max_length=max_length,
+        validators=[RegexValidator(pattern, message="Not a cursor.", code="invalid")],
+        help_text="nextCursor of the page before; none for the first page. Opaque.",
+    )
+
+
+class PageQuerySerializer(serializers.Serializer):
+    limit = _limit_field()
+
+
+class MemoryListQuerySerializer(PageQuerySerializer):
     userId = UserIdField()  # noqa: N815
+    cursor = _cursor_field(MEMORY_CURSOR_PATTERN, 8)
     kind = serializers.ChoiceField(
         choices=["fact", "episode"], required=False, help_text="Only this kind."
     )
@@ -312,6 +355,110 @@ class MemoryListQuerySerializer(serializers.Serializer):
         help_text="'active' (default); 'hidden' (by support staff: kept, never "
         "recalled); 'deleted': the tombstones of forgotten memories, without "
         "content.",
+    )
+
+
+# One object, though the list action's answer.
+@extend_schema_serializer(many=False)
+class MemoryPageSerializer(serializers.Serializer):
+    results = MemoryOutputSerializer(many=True, help_text="This page, oldest first.")
+    nextCursor = serializers.CharField(  # noqa: N815
+        allow_null=True,
+        help_text="The cursor of the next page; null after the last.",
+    )
+
+
+class UserPathSerializer(serializers.Serializer):
+    userId = UserIdField()  # noqa: N815
+
+
+class UserListQuerySerializer(PageQuerySerializer):
+    cursor = _cursor_field(USER_CURSOR_PATTERN, USER_CURSOR_MAX_CHARS)
+
+
+class EndUserSerializer(serializers.Serializer):
+    userId = serializers.CharField(source="user_id")  # noqa: N815
+    memories = serializers.IntegerField(help_text="Active memories.")
+    facts = serializers.IntegerField(help_text="Active facts.")
+    episodes = serializers.IntegerField(help_text="Active episodes.")
+    messages = serializers.IntegerField(
+        help_text="Messages stored (sent or imported; forget requests not counted)."
+    )
+    lastMessageAt = serializers.DateTimeField(  # noqa: N815
+        source="last_message_at",
+        allow_null=True,
+        help_text="When the latest message was said.",
+    )
+
+
+# One object, though the list action's answer.
+@extend_schema_serializer(many=False)
+class EndUserPageSerializer(serializers.Serializer):
+    results = EndUserSerializer(many=True, help_text="This page, by userId.")
+    nextCursor = serializers.CharField(  # noqa: N815
+        allow_null=True,
+        help_text="The cursor of the next page; null after the last.",
+    )
+
+
+class RemainingSerializer(serializers.Serializer):
+    vectors = serializers.IntegerField(source="remaining.vectors")
+    memoriesWithContent = serializers.IntegerField(  # noqa: N815
+        source="remaining.memories_with_content"
+    )
+    historyEventsWithText = serializers.IntegerField(  # noqa: N815
+        source="remaining.events_with_text"
+    )
+    messagesWithText = serializers.IntegerField(  # noqa: N815
+        source="remaining.messages_with_text"
+    )
+
+
+class UserErasureSerializer(serializers.Serializer):
+    userId = serializers.CharField(source="user_id")  # noqa: N815
+    memoriesErased = serializers.IntegerField(  # noqa: N815
+        source="report.memories_forgotten",
+        help_text="Memory rows whose content was erased (0 when already erased).",
+    )
+    memoriesDeleted = serializers.IntegerField(  # noqa: N815
+        source="report.memories_deleted",
+        help_text="Of those, memories that were not deleted before.",
+    )
+    historyEventsBlanked = serializers.IntegerField(  # noqa: N815
+        source="report.events_blanked"
+    )
+    messagesPurged = serializers.IntegerField(  # noqa: N815
+        source="report.messages_purged"
+    )
+    vectorsDeleted = serializers.IntegerField(  # noqa: N815
+        source="vectors_deleted",
+        help_text="Vector keys deleted: the erased memories' and leftovers.",
+    )
+    verified = serializers.BooleanField(
+        help_text="Always true in a 200: the verification found nothing left."
+    )
+    remaining = RemainingSerializer(
+        source="*", help_text="What the verification counted: all 0."
+    )
+
+
+class UserExportSerializer(serializers.Serializer):
+    """The ltm-user-export format, version 1 (README.md: Exporting an end
+    user's data); message ids are the public ones."""
+
+    format = serializers.CharField(help_text="'ltm-user-export'.")
+    version = serializers.IntegerField(help_text="1.")
+    tenant = serializers.CharField(help_text="The tenant's slug.")
+    userId = serializers.CharField()  # noqa: N815
+    exportedAt = serializers.DateTimeField()  # noqa: N815
+    memories = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Every memory with its status, text, times, sources and history; "
+        "forgotten ones as tombstones.",
+    )
+    messages = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Every message (redacted ones without text), oldest first.",
     )
 
 

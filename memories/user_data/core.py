@@ -18,7 +18,7 @@ read, in the versioned format described in README.md.
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -202,6 +202,15 @@ def user_data_remaining(
         messages_with_text=Message.objects.for_user(tenant, user_id)
         .filter(MESSAGE_HOLDS_TEXT)
         .count(),
+    )
+
+
+def user_data_holds_content(*, tenant: Tenant, user_id: str) -> bool:
+    """Whether any memory or message of the user still holds text: false for a
+    user erased (only tombstones left) or never seen."""
+    return (
+        Memory.objects.for_user(tenant, user_id).filter(HOLDS_CONTENT).exists()
+        or Message.objects.for_user(tenant, user_id).filter(MESSAGE_HOLDS_TEXT).exists()
     )
 
 
@@ -389,6 +398,26 @@ def _delete_leftover_vectors(
     report.vectors_listed_after = None if leftovers else listed
 
 
+@dataclass(frozen=True)
+class ErasureOutcome:
+    """A user erased as forget_user erases one, and its verification."""
+
+    report: ForgetReport
+    remaining: UserDataRemaining
+
+
+def user_data_erase(*, tenant: Tenant, user_id: str) -> ErasureOutcome:
+    """Erase a user, compact the storage and count what remains (0 expected),
+    as forget_user does for one user. Running it again is safe: a user already
+    erased has nothing left to erase."""
+    report = user_data_forget(tenant=tenant, user_id=user_id)
+    remaining = user_data_remaining(
+        tenant=tenant, user_id=user_id, vectors=report.vectors_listed_after
+    )
+    storage_compact()
+    return ErasureOutcome(report=report, remaining=remaining)
+
+
 # --- export --------------------------------------------------------------------
 @dataclass(frozen=True)
 class ExportCounts:
@@ -413,7 +442,16 @@ def _time(moment: datetime | None) -> str | None:
     return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
 
 
-def _memory_record(memory: Memory) -> dict:
+# The id a record shows for a message row: the row's own for an operator's
+# export, the public id (memories/public_ids.py) for the API's.
+MessageIdOf = Callable[[int | None], int | None]
+
+
+def _row_id(pk: int | None) -> int | None:
+    return pk
+
+
+def _memory_record(memory: Memory, message_id: MessageIdOf) -> dict:
     return {
         "id": str(memory.vector_key),
         "kind": memory.kind,
@@ -427,10 +465,10 @@ def _memory_record(memory: Memory) -> dict:
         "timeGranularity": memory.time_granularity,
         "createdAt": _time(memory.created_at),
         "updatedAt": _time(memory.updated_at),
-        "sourceMessageId": memory.source_message_id,
+        "sourceMessageId": message_id(memory.source_message_id),
         "sources": [
             {
-                "messageId": message.pk,
+                "messageId": message_id(message.pk),
                 "clientMessageId": message.client_message_id,
                 "sentAt": _time(message.sent_at),
             }
@@ -443,7 +481,7 @@ def _memory_record(memory: Memory) -> dict:
                 "newText": event.new_text,
                 "actor": event.actor,
                 "reason": event.reason,
-                "messageId": event.message_id,
+                "messageId": message_id(event.message_id),
                 "validUntil": _time(event.valid_until),
                 "createdAt": _time(event.created_at),
             }
@@ -452,9 +490,9 @@ def _memory_record(memory: Memory) -> dict:
     }
 
 
-def _message_record(message: Message) -> dict:
+def _message_record(message: Message, message_id: MessageIdOf) -> dict:
     return {
-        "id": message.pk,
+        "id": message_id(message.pk),
         "kind": message.kind,
         "role": message.role,
         "speaker": message.speaker,
@@ -466,7 +504,9 @@ def _message_record(message: Message) -> dict:
     }
 
 
-def _memory_records(tenant: Tenant, user_id: str) -> Iterator[dict]:
+def _memory_records(
+    tenant: Tenant, user_id: str, message_id: MessageIdOf
+) -> Iterator[dict]:
     memories = (
         Memory.objects.for_user(tenant, user_id)
         # Derived from texts the export holds anyway; the embedding alone is
@@ -483,13 +523,15 @@ def _memory_records(tenant: Tenant, user_id: str) -> Iterator[dict]:
     )
     # With chunk_size, the prefetches run once per chunk of rows.
     for memory in memories.iterator(chunk_size=EXPORT_CHUNK):
-        yield _memory_record(memory)
+        yield _memory_record(memory, message_id)
 
 
-def _message_records(tenant: Tenant, user_id: str) -> Iterator[dict]:
+def _message_records(
+    tenant: Tenant, user_id: str, message_id: MessageIdOf
+) -> Iterator[dict]:
     messages = Message.objects.for_user(tenant, user_id).order_by("sent_at", "pk")
     for message in messages.iterator(chunk_size=EXPORT_CHUNK):
-        yield _message_record(message)
+        yield _message_record(message, message_id)
 
 
 def _dumps(value) -> str:
@@ -503,11 +545,39 @@ def user_data_export(
     write: Callable[[str], object],
     export_format: str = "json",
     progress: Progress | None = None,
+    message_id: MessageIdOf = _row_id,
 ) -> ExportCounts:
     """Write everything stored about a user, record by record, through `write`.
 
     Nothing is gathered in memory: rows are read a chunk at a time and each
     record is written as soon as it is built.
+    """
+    chunks = user_data_export_chunks(
+        tenant=tenant,
+        user_id=user_id,
+        export_format=export_format,
+        progress=progress,
+        message_id=message_id,
+    )
+    while True:
+        try:
+            write(next(chunks))
+        except StopIteration as done:
+            return done.value
+
+
+def user_data_export_chunks(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    export_format: str = "json",
+    progress: Progress | None = None,
+    message_id: MessageIdOf = _row_id,
+) -> Generator[str, None, ExportCounts]:
+    """The export as pieces of text, each yielded as soon as it is built (a
+    streamed HTTP response sends them as they come); returns the counts.
+
+    `message_id` maps a message row's id to the id the export shows.
     """
     if export_format not in EXPORT_FORMATS:
         raise ValueError(f"Unknown export format {export_format!r}.")
@@ -521,32 +591,32 @@ def user_data_export(
     }
     sections = {
         # section name: (record type in JSON Lines, records)
-        "memories": ("memory", _memory_records(tenant, user_id)),
-        "messages": ("message", _message_records(tenant, user_id)),
+        "memories": ("memory", _memory_records(tenant, user_id, message_id)),
+        "messages": ("message", _message_records(tenant, user_id, message_id)),
     }
     written = dict.fromkeys(sections, 0)
     if export_format == "jsonl":
-        write(_dumps({"type": "header", **header}) + "\n")
+        yield _dumps({"type": "header", **header}) + "\n"
         for name, (record_type, records) in sections.items():
             for record in records:
-                write(_dumps({"type": record_type, **record}) + "\n")
+                yield _dumps({"type": record_type, **record}) + "\n"
                 written[name] += 1
                 progress(1)
         # Its absence tells a consumer the file was cut short.
-        write(_dumps({"type": "end", **written}) + "\n")
+        yield _dumps({"type": "end", **written}) + "\n"
     else:
         fields = ", ".join(
             f"{_dumps(key)}: {_dumps(value)}" for key, value in header.items()
         )
-        write("{" + fields)
+        yield "{" + fields
         for name, (_, records) in sections.items():
-            write(f",\n{_dumps(name)}: [")
+            yield f",\n{_dumps(name)}: ["
             separator = "\n"
             for record in records:
-                write(separator + _dumps(record))
+                yield separator + _dumps(record)
                 separator = ",\n"
                 written[name] += 1
                 progress(1)
-            write("\n]")
-        write("}\n")
+            yield "\n]"
+        yield "}\n"
     return ExportCounts(**written)

@@ -185,10 +185,10 @@ def test_hiding_removes_the_vector_and_the_memory_from_recall_and_search(
     assert key not in vector_keys(peanuts)
     assert key not in recalled_ids(client_a, "Am I allergic to peanuts?")
     assert key not in search_hits(client_a, "peanuts")
-    listed = client_a.get("/api/v1/memories", {"userId": "u1"}).json()
+    listed = client_a.get("/api/v1/memories", {"userId": "u1"}).json()["results"]
     assert key not in {memory["id"] for memory in listed}
     hidden = client_a.get("/api/v1/memories", {"userId": "u1", "status": "hidden"})
-    assert [memory["id"] for memory in hidden.json()] == [key]
+    assert [memory["id"] for memory in hidden.json()["results"]] == [key]
     assert client_a.get(f"/api/v1/memories/{key}").json()["status"] == "hidden"
     assert events(peanuts)[-1] == ("hide", "staff:sam", REASON)
 

@@ -112,12 +112,14 @@ def test_delete_by_id_forgets_one_memory(client_a, told):
     assert database_rows_containing("lisbon") == []
     gone = client_a.get(f"/api/v1/memories/{memory_id}")
     assert (gone.status_code, gone.json()["error"]["code"]) == (404, "not_found")
-    listed = client_a.get("/api/v1/memories", {"userId": "u1", "kind": "fact"}).json()
+    listed = client_a.get("/api/v1/memories", {"userId": "u1", "kind": "fact"}).json()[
+        "results"
+    ]
     assert [m["text"] for m in listed] == ["I am allergic to peanuts."]
     # The tombstone, without content, is listed among the deleted.
     deleted = client_a.get(
         "/api/v1/memories", {"userId": "u1", "kind": "fact", "status": "deleted"}
-    ).json()
+    ).json()["results"]
     assert [(m["id"], m["status"], m["text"]) for m in deleted] == [
         (memory_id, "deleted", "")
     ]

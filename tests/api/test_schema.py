@@ -24,6 +24,9 @@ def test_the_openapi_schema_describes_every_endpoint(anonymous_client):
         "/api/v1/memories/{id}",
         "/api/v1/memories/import",
         "/api/v1/memories/search",
+        "/api/v1/users",
+        "/api/v1/users/{userId}",
+        "/api/v1/users/{userId}/export",
     ):
         assert path in schema["paths"], path
     message = schema["paths"]["/api/v1/message"]["post"]

@@ -238,7 +238,7 @@ def test_the_memory_list_filters_by_kind(client_a, imported):
     def listed(**params):
         response = client_a.get("/api/v1/memories", {"userId": "conv-1", **params})
         assert response.status_code == 200
-        return response.json()
+        return response.json()["results"]
 
     every = listed()
     facts = listed(kind="fact")

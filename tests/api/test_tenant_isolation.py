@@ -30,7 +30,7 @@ def test_b_cannot_read_a_memory_of_a_by_its_id(client_b, a_memory):
 def test_b_cannot_list_a_users_memories(client_b, a_memory):
     response = client_b.get("/api/v1/memories", {"userId": "shared-user"})
     assert response.status_code == 200
-    assert response.json() == []
+    assert response.json() == {"results": [], "nextCursor": None}
 
 
 def test_b_cannot_delete_a_memory_of_a_by_its_id(client_b, a_memory):

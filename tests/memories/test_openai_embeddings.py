@@ -132,7 +132,7 @@ def test_a_server_that_keeps_failing_gives_503_and_stores_nothing(
     assert len(openai_embeddings.embedding_requests()) == 1 + 3
     assert Memory.objects.count() == before_memories
     assert Message.objects.count() == before_messages
-    listed = client_a.get("/api/v1/memories", {"userId": "u1"}).json()
+    listed = client_a.get("/api/v1/memories", {"userId": "u1"}).json()["results"]
     # The fact and the episode of the first message only.
     assert sorted((item["kind"], item["text"]) for item in listed) == [
         ("episode", "My name is Ada."),

@@ -599,7 +599,7 @@ def test_the_export_reads_a_chunk_of_rows_per_query_not_a_row(
 
 @pytest.mark.usefixtures("told")
 def test_a_failed_export_leaves_no_file(tmp_path, monkeypatch):
-    def failing(tenant, user_id):
+    def failing(tenant, user_id, message_id):
         yield from ()
         raise RuntimeError("injected: the database went away")
 
