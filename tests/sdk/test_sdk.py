@@ -4,9 +4,12 @@ every operation, sync and async, its errors, retries and resumed imports."""
 import asyncio
 import io
 import json
+import re
+from pathlib import Path
 
 import pytest
 from ltm_client import (
+    ERRORS_BY_CODE,
     Client,
     EndUser,
     ImportMessage,
@@ -18,8 +21,10 @@ from ltm_client import (
     NotFound,
     RateLimited,
     RetryPolicy,
+    ServiceUnavailable,
 )
 from ltm_client._core import GENERATED_ID_PREFIX, import_batches
+from ltm_client.errors import error_class
 
 from memories.models import Memory as MemoryRow
 from memories.models import Message
@@ -152,6 +157,25 @@ def test_an_error_code_is_its_exception_with_code_message_and_details(client):
     assert (error.code, error.status) == ("invalid_input", 400)
     assert error.details["fields"]["userId"][0]["code"] == "whitespace"
     assert "userId" in error.message
+
+
+def test_every_error_code_of_the_readme_has_its_exception_class():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("**Errors**") : readme.index("**Limits**")]
+    rows = re.findall(r"^\| (\d{3}) \| (.+?) \|", table, flags=re.MULTILINE)
+    codes = {
+        (int(status), code)
+        for status, cell in rows
+        for code in re.findall(r"`(\w+)`", cell)
+    }
+    assert len(codes) >= 20
+    for status, code in codes:
+        cls = ERRORS_BY_CODE[code]
+        assert issubclass(cls, LTMError)
+        assert cls.code == code
+        assert error_class(code, status) is cls
+    assert error_class("some_new_code", 503) is ServiceUnavailable
+    assert error_class("some_new_code", 418) is LTMError
 
 
 def test_a_wrong_token_is_invalid_token(live_server):

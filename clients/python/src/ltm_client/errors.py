@@ -155,6 +155,24 @@ class ErasureIncomplete(ServiceUnavailable):
     code = "erasure_incomplete"
 
 
+class ModelRejected(BadRequestError):
+    """Chat completions: the model refused the conversation as sent."""
+
+    code = "model_rejected"
+
+
+class ModelError(LTMError):
+    """Chat completions (502): the model failed to answer."""
+
+    code = "model_error"
+
+
+class ModelUnavailable(ServiceUnavailable):
+    """Chat completions: the model could not be reached or answer in time."""
+
+    code = "model_unavailable"
+
+
 class ServerError(LTMError):
     code = "server_error"
 
@@ -183,6 +201,9 @@ ERRORS_BY_CODE: dict[str, type[LTMError]] = {
         DatabaseBusy,
         ImportIncomplete,
         ErasureIncomplete,
+        ModelRejected,
+        ModelError,
+        ModelUnavailable,
         ServerError,
     )
 }
