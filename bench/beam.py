@@ -28,6 +28,8 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import machine  # bench/machine.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 # User messages end with the generator's "->-> session,turn" marker: not words the
 # user said, and every user message would share them.
@@ -380,7 +382,7 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a linear report
     print("BEAM recall through the HTTP API (embedded defaults, no language model)")
     print(f"folder: {args.path} ({len(folders)} conversations)")
     print(
-        f"machine: {os.cpu_count()} cores; database: "
+        f"machine: {machine.describe()}; database: "
         f"{__import__('django.db').db.connection.vendor}"
     )
     print(

@@ -19,6 +19,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import machine  # bench/machine.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PEOPLE = ["my sister", "my brother", "my mother", "my father", "my friend Sam",
@@ -191,7 +193,7 @@ def main() -> None:
         results.append(summary(name, timings))
 
     print(
-        f"machine: {os.cpu_count()} cores; database: {connection.vendor}; "
+        f"machine: {machine.describe()}; database: {connection.vendor}; "
         f"embedder: {embedder.model_name}; memories of the user at the end: {active()}"
     )
     print(f"{'':<38}{'requests':>9}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}"

@@ -23,6 +23,8 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import machine  # bench/machine.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 EVIDENCE = re.compile(r"D:?(\d+):(\d+)")
@@ -171,7 +173,7 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear report
     print("LoCoMo recall through the HTTP API (embedded defaults, no language model)")
     print(f"file: {args.path}")
     print(
-        f"machine: {os.cpu_count()} cores; database: "
+        f"machine: {machine.describe()}; database: "
         f"{__import__('django.db').db.connection.vendor}"
     )
     print()
