@@ -133,9 +133,9 @@ def traffic(
                 {"userId": user, "message": f"Forget that I own {rng.choice(THINGS)}."},
             )
         elif kind < 0.93:
-            status, listing = client.call("GET", f"/api/v1/memories?userId={user}")
-            if status == 200 and listing:
-                memory = rng.choice(listing)
+            status, page = client.call("GET", f"/api/v1/memories?userId={user}")
+            if status == 200 and page["results"]:
+                memory = rng.choice(page["results"])
                 client.call("DELETE", f"/api/v1/memories/{memory['id']}")
         else:
             batch = rng.randrange(3)
