@@ -263,6 +263,13 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a linear report
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_issue(tenant=tenant).secret}")
     get_embedder().embed(["warm up"])
+    # The first request of a process loads the URLs and the API's modules once;
+    # the figures are a warm service's.
+    client.post(
+        "/api/v1/memories/search",
+        {"userId": "warm-up", "query": "warm up"},
+        format="json",
+    )
 
     recall = defaultdict(list)  # (method, type, k) -> [recall]
     types: list[str] = []

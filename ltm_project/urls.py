@@ -1,10 +1,27 @@
+from functools import cache
+
 from django.contrib import admin
 from django.urls import include, path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from memories.chat_api import ChatCompletionsView
-from memories.mcp.views import McpView
 from memories.urls import build_router
+
+
+@cache
+def _mcp_view():
+    from memories.mcp.views import McpView
+
+    return McpView.as_view()
+
+
+@csrf_exempt
+def mcp(request, *args, **kwargs):
+    # The MCP SDK and the web stack under it load with the first /mcp request,
+    # not in every worker at its first request of any kind (over a second).
+    return _mcp_view()(request, *args, **kwargs)
+
 
 handler400 = "ltm_project.errors.bad_request"
 handler404 = "ltm_project.errors.not_found"
@@ -26,5 +43,5 @@ urlpatterns = [
         name="chat-completions",
     ),
     # MCP's Streamable HTTP: LTM's tools for a model's client.
-    path("mcp", McpView.as_view(), name="mcp"),
+    path("mcp", mcp, name="mcp"),
 ]
