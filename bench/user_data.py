@@ -24,6 +24,7 @@ soon do; the temporary data directory is removed at the end.
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -72,8 +73,50 @@ def max_rss_mib() -> float:
 
 
 # -- generation (in the parent process) -------------------------------------------
-def generate(tenant_slug: str, count: int, seed: int) -> float:
-    """One user of `count` memories in a new tenant; returns the seconds taken."""
+# Realistic text: words of English drawn by frequency rank (Zipf-like).
+VOCABULARY_SIZE = 20_000
+
+
+@functools.cache
+def vocabulary() -> tuple[list[str], object]:
+    """English's most frequent words (wordfreq) and probabilities ∝ 1/rank."""
+    import numpy as np
+    from wordfreq import top_n_list
+
+    words = [word for word in top_n_list("en", VOCABULARY_SIZE) if word.isalpha()]
+    weights = 1.0 / np.arange(1, len(words) + 1)
+    return words, weights / weights.sum()
+
+
+def sentences(rng, count: int, low: int, high: int) -> list[str]:
+    """`count` sentences of `low` to `high` words drawn by frequency, from `rng`."""
+    words, probabilities = vocabulary()
+    lengths = rng.integers(low, high + 1, size=count)
+    drawn = rng.choice(len(words), size=int(lengths.sum()), p=probabilities)
+    found, position = [], 0
+    for length in lengths:
+        chosen = [words[index] for index in drawn[position : position + length]]
+        position += length
+        found.append(" ".join(chosen).capitalize() + ".")
+    return found
+
+
+def generate(
+    tenant_slug: str,
+    count: int,
+    seed: int,
+    *,
+    text: str = "template",
+    user_id: str = USER_ID,
+    tenant=None,
+) -> float:
+    """One user of `count` memories in a new tenant; returns the seconds taken.
+
+    text="template" writes "I visited place 17."; text="realistic" writes
+    sentences of 8-20 English words drawn by frequency (seeded), a source message
+    of the same kind and a context of a few such words. With `tenant`, the user
+    is added to that existing tenant instead of a new one.
+    """
     import numpy as np
     from django.db import transaction
 
@@ -81,28 +124,46 @@ def generate(tenant_slug: str, count: int, seed: int) -> float:
     from memories import outbox, writes
     from memories.models import Memory, MemoryEvent, MemorySource, Message
     from memories.providers.embeddings import get_embedder
+    from memories.search.document import keyword_body
     from memories.vectorstores import Namespace, VectorRecord, get_vector_store
 
+    if text not in ("template", "realistic"):
+        raise ValueError(f"unknown text kind {text!r}")
     started = time.perf_counter()
-    tenant = tenant_create(slug=tenant_slug)
+    if tenant is None:
+        tenant = tenant_create(slug=tenant_slug)
     embedder = get_embedder()
     store = get_vector_store()
-    namespace = Namespace(tenant_id=tenant.pk, user_id=USER_ID)
+    namespace = Namespace(tenant_id=tenant.pk, user_id=user_id)
     rng = np.random.default_rng(seed)
+    # Its own generator, so that the vectors are those of the template texts.
+    words_rng = np.random.default_rng([seed, 1])
     first_day = datetime(2024, 1, 1, tzinfo=UTC)
     for start in range(0, count, GENERATE_BATCH):
         size = min(GENERATE_BATCH, count - start)
         vectors = rng.standard_normal((size, embedder.dimension)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        texts = [f"I visited place {start + i}." for i in range(size)]
+        if text == "realistic":
+            texts = sentences(words_rng, size, 8, 20)
+            message_texts = sentences(words_rng, size, 8, 20)
+            contexts = [line.rstrip(".") for line in sentences(words_rng, size, 2, 5)]
+            bodies = [keyword_body(speaker="", text=line) for line in texts]
+        else:
+            texts = [f"I visited place {start + i}." for i in range(size)]
+            message_texts = [
+                f"Today I visited place {start + i} with friend "
+                f"{(start + i) % 97} and bought item {(start + i) % 31}."
+                for i in range(size)
+            ]
+            contexts = [f"friend {(start + i) % 97}" for i in range(size)]
+            bodies = texts
         with transaction.atomic():
             messages = Message.objects.bulk_create(
                 [
                     Message(
                         tenant=tenant,
-                        user_id=USER_ID,
-                        text=f"Today I visited place {start + i} with friend "
-                        f"{(start + i) % 97} and bought item {(start + i) % 31}.",
+                        user_id=user_id,
+                        text=message_texts[i],
                         client_message_id=f"msg-{start + i}",
                         sent_at=first_day + timedelta(minutes=start + i),
                     )
@@ -113,13 +174,13 @@ def generate(tenant_slug: str, count: int, seed: int) -> float:
                 [
                     Memory(
                         tenant=tenant,
-                        user_id=USER_ID,
+                        user_id=user_id,
                         text=texts[i],
                         content_hash=writes.memory_digest(
                             kind="fact", role="", speaker="", text=texts[i]
                         ),
-                        search_body=texts[i],
-                        context_text=f"friend {(start + i) % 97}",
+                        search_body=bodies[i],
+                        context_text=contexts[i],
                         embedding_model=embedder.model_name,
                         embedding_dimension=embedder.dimension,
                         embedding=vectors[i].astype("<f4").tobytes(),
