@@ -220,6 +220,10 @@ LTM_VECTOR_STORE = env.str("LTM_VECTOR_STORE", default="local")
 LTM_LOCAL_VECTOR_STORE_PATH = env.str(
     "LTM_LOCAL_VECTOR_STORE_PATH", default=str(DATA_DIR / "vectors.sqlite3")
 )
+# Each process keeps the vectors of the users it recently searched in memory,
+# up to this many MiB (100,000 vectors of 384 dimensions take about 150 MiB); 0
+# reads them from the file for every query.
+LTM_LOCAL_VECTOR_CACHE_MB = env.int("LTM_LOCAL_VECTOR_CACHE_MB", default=512)
 LTM_S3VECTORS_BUCKET = env.str("LTM_S3VECTORS_BUCKET", default="")
 LTM_S3VECTORS_REGION = env.str("LTM_S3VECTORS_REGION", default="")
 LTM_S3VECTORS_ENDPOINT_URL = env.str("LTM_S3VECTORS_ENDPOINT_URL", default="")

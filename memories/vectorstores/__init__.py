@@ -37,6 +37,7 @@ def build_vector_store(*, dimension: int, model_name: str) -> VectorStore:
             path=settings.LTM_LOCAL_VECTOR_STORE_PATH,
             dimension=dimension,
             model_name=model_name,
+            cache_bytes=settings.LTM_LOCAL_VECTOR_CACHE_MB * 2**20,
         )
     if settings.LTM_VECTOR_STORE == "s3vectors":
         from memories.vectorstores.s3vectors import S3VectorsStore

@@ -3,11 +3,19 @@
 One table keyed by (tenant, user, key): a query reads only its own user's rows
 through the primary key, so it never scans another user's vectors. SQLite's WAL
 journal and busy timeout let several server processes write the same file.
+
+Queries run on a copy of the user's vectors kept in memory (`resident`), within
+LTM_LOCAL_VECTOR_CACHE_MB per process. Each write takes the next number of a
+sequence kept in the file; rows carry it, and deletions leave (key, number)
+behind for an hour, so before each query a process reads only what changed
+since it last looked, whichever process wrote it.
 """
 
 import json
 import sqlite3
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +31,7 @@ from memories.vectorstores.base import (
     VectorStoreError,
 )
 from memories.vectorstores.filters import filter_keys, metadata_matches
+from memories.vectorstores.resident import ResidentCache, ResidentVectors
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_info (
@@ -35,9 +44,35 @@ CREATE TABLE IF NOT EXISTS vectors (
     key TEXT NOT NULL,
     embedding BLOB NOT NULL,
     metadata TEXT NOT NULL,
+    sequence INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, user_id, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS removals (
+    tenant_id INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    removed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sequence (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+    last INTEGER NOT NULL,
+    -- Removals up to this number are no longer kept: a copy that has not seen
+    -- them reloads the user's vectors.
+    forgotten_through INTEGER NOT NULL,
+    generation TEXT NOT NULL
+);
 """
+# Files written before sequences existed gain the column and its index here.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS vectors_by_sequence
+    ON vectors (tenant_id, user_id, sequence);
+CREATE INDEX IF NOT EXISTS removals_by_user
+    ON removals (tenant_id, user_id, sequence);
+CREATE INDEX IF NOT EXISTS removals_by_age ON removals (removed_at);
+"""
+# How long a deletion's key is kept for other processes' copies to catch up.
+REMOVALS_KEPT_SECONDS = 3600
 
 
 class LocalVectorStore:
@@ -45,7 +80,14 @@ class LocalVectorStore:
 
     capabilities = StoreCapabilities(text_search=False, local_queries=True)
 
-    def __init__(self, *, path: str | Path, dimension: int, model_name: str) -> None:
+    def __init__(
+        self,
+        *,
+        path: str | Path,
+        dimension: int,
+        model_name: str,
+        cache_bytes: int = 512 * 2**20,
+    ) -> None:
         self.path = Path(path)
         self.dimension = dimension
         self.model_name = model_name
@@ -53,6 +95,7 @@ class LocalVectorStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._resident = ResidentCache(budget_bytes=cache_bytes)
         self._check_model()
 
     # -- connections -------------------------------------------------------
@@ -69,17 +112,20 @@ class LocalVectorStore:
             # Deleted vectors and their metadata are overwritten, not left in
             # free pages of the file.
             connection.execute("PRAGMA secure_delete=ON")
-            connection.executescript(_SCHEMA)
             self._local.connection = connection
             with self._connections_lock:
                 self._connections.append(connection)
         return connection
 
-    def _write(self, statement: str, rows: list[tuple]) -> None:
+    def _write(self, write) -> None:
+        """Run `write(connection, sequence)` in one transaction that takes the
+        next sequence number."""
         connection = self._connection()
         try:
             connection.execute("BEGIN IMMEDIATE")
-            connection.executemany(statement, rows)
+            connection.execute("UPDATE sequence SET last = last + 1")
+            (sequence,) = connection.execute("SELECT last FROM sequence").fetchone()
+            write(connection, sequence)
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
             if connection.in_transaction:
@@ -90,6 +136,7 @@ class LocalVectorStore:
         connection = self._connection()
         connection.execute("BEGIN IMMEDIATE")
         try:
+            self._create_schema(connection)
             stored = dict(connection.execute("SELECT name, value FROM store_info"))
             if not stored:
                 connection.executemany(
@@ -111,6 +158,27 @@ class LocalVectorStore:
                 "path instead of mixing models."
             )
 
+    @staticmethod
+    def _create_schema(connection: sqlite3.Connection) -> None:
+        """Create the tables, or bring a file of an earlier version up to date
+        (in the caller's transaction)."""
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(vectors)")}
+        if "sequence" not in columns:
+            connection.execute(
+                "ALTER TABLE vectors ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0"
+            )
+        for statement in _INDEXES.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+        connection.execute(
+            "INSERT OR IGNORE INTO sequence (only_row, last, forgotten_through, "
+            "generation) VALUES (1, 0, 0, ?)",
+            (uuid.uuid4().hex,),
+        )
+
     def verify(self) -> None:
         """Start-up check: the file holds vectors of the configured model."""
         self._check_model()
@@ -130,6 +198,8 @@ class LocalVectorStore:
             ) from exc
 
     def close(self) -> None:
+        with self._resident.lock:
+            self._resident.clear()
         with self._connections_lock:
             for connection in self._connections:
                 connection.close()
@@ -157,19 +227,51 @@ class LocalVectorStore:
             )
             for record in records
         ]
-        if rows:
-            self._write(
-                "INSERT OR REPLACE INTO vectors "
-                "(tenant_id, user_id, key, embedding, metadata) VALUES (?, ?, ?, ?, ?)",
-                rows,
+        if not rows:
+            return
+
+        def write(connection: sqlite3.Connection, sequence: int) -> None:
+            connection.executemany(
+                "INSERT OR REPLACE INTO vectors (tenant_id, user_id, key, embedding, "
+                "metadata, sequence) VALUES (?, ?, ?, ?, ?, ?)",
+                [(*row, sequence) for row in rows],
             )
 
+        self._write(write)
+
     def delete(self, *, namespace: Namespace, keys: list[str]) -> None:
-        rows = [(namespace.tenant_id, namespace.user_id, key) for key in keys]
-        if rows:
-            self._write(
+        if not keys:
+            return
+        now = time.time()
+
+        def write(connection: sqlite3.Connection, sequence: int) -> None:
+            connection.executemany(
                 "DELETE FROM vectors WHERE tenant_id = ? AND user_id = ? AND key = ?",
-                rows,
+                [(namespace.tenant_id, namespace.user_id, key) for key in keys],
+            )
+            connection.executemany(
+                "INSERT INTO removals (tenant_id, user_id, sequence, key, removed_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (namespace.tenant_id, namespace.user_id, sequence, key, now)
+                    for key in keys
+                ],
+            )
+            self._forget_old_removals(connection, now=now)
+
+        self._write(write)
+
+    @staticmethod
+    def _forget_old_removals(connection: sqlite3.Connection, *, now: float) -> None:
+        cutoff = now - REMOVALS_KEPT_SECONDS
+        (newest,) = connection.execute(
+            "SELECT max(sequence) FROM removals WHERE removed_at < ?", (cutoff,)
+        ).fetchone()
+        if newest is not None:
+            connection.execute("DELETE FROM removals WHERE sequence <= ?", (newest,))
+            connection.execute(
+                "UPDATE sequence SET forgotten_through = max(forgotten_through, ?)",
+                (newest,),
             )
 
     def get(self, *, namespace: Namespace, keys: list[str]) -> list[VectorRecord]:
@@ -224,7 +326,7 @@ class LocalVectorStore:
         top_k: int,
         where: dict | None = None,
     ) -> list[list[VectorHit]]:
-        """One query per vector, reading the namespace's vectors once."""
+        """One query per vector, over the namespace's vectors held in memory."""
         filter_keys(where)
         queries = (
             np.stack(
@@ -237,42 +339,90 @@ class LocalVectorStore:
             else np.zeros((0, self.dimension), dtype=np.float32)
         )
         if where:
-            rows = [
-                (key, embedding)
-                for key, embedding, metadata in self._connection().execute(
-                    "SELECT key, embedding, metadata FROM vectors "
-                    "WHERE tenant_id = ? AND user_id = ?",
-                    (namespace.tenant_id, namespace.user_id),
-                )
-                if metadata_matches(json.loads(metadata), where)
-            ]
-        else:
-            rows = (
-                self._connection()
-                .execute(
-                    "SELECT key, embedding FROM vectors "
-                    "WHERE tenant_id = ? AND user_id = ?",
-                    (namespace.tenant_id, namespace.user_id),
-                )
-                .fetchall()
+            return self._filtered_query(
+                namespace=namespace, queries=queries, top_k=top_k, where=where
             )
-        if not rows or top_k <= 0:
-            return [[] for _ in vectors]
-        keys = [row[0] for row in rows]
-        matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4")
-        matrix = matrix.reshape(len(rows), self.dimension)
-        row_norms = np.maximum(np.linalg.norm(matrix, axis=1), 1e-12)
-        query_norms = np.maximum(np.linalg.norm(queries, axis=1), 1e-12)
-        all_scores = (queries @ matrix.T) / np.outer(query_norms, row_norms)
-        count = min(top_k, len(keys))
-        results = []
-        for scores in all_scores:
-            best = np.argpartition(-scores, count - 1)[:count]
-            best = best[np.argsort(-scores[best], kind="stable")]
-            results.append(
-                [VectorHit(key=keys[i], score=float(scores[i])) for i in best]
+        with self._resident.lock:
+            resident = self._current(namespace)
+            found = resident.search(queries, top_k)
+            # A user over the whole budget alone is searched but not kept.
+            self._resident.keep(namespace, resident)
+        return _as_hits(found)
+
+    def _current(self, namespace: Namespace) -> ResidentVectors:
+        """The namespace's vectors as the file holds them now: the copy in
+        memory brought up to date, or read whole when there is none, it is of
+        another file, or it missed removals that are no longer kept."""
+        connection = self._connection()
+        scope = (namespace.tenant_id, namespace.user_id)
+        kept = self._resident.get(namespace)
+        try:
+            connection.execute("BEGIN")
+            last, forgotten_through, generation = connection.execute(
+                "SELECT last, forgotten_through, generation FROM sequence"
+            ).fetchone()
+            if (
+                kept is not None
+                and kept.generation == generation
+                and kept.sequence >= forgotten_through
+            ):
+                if kept.sequence < last:
+                    removed = connection.execute(
+                        "SELECT key FROM removals WHERE tenant_id = ? AND user_id = ? "
+                        "AND sequence > ?",
+                        (*scope, kept.sequence),
+                    ).fetchall()
+                    changed = connection.execute(
+                        "SELECT key, embedding FROM vectors WHERE tenant_id = ? "
+                        "AND user_id = ? AND sequence > ?",
+                        (*scope, kept.sequence),
+                    ).fetchall()
+                    # A key deleted and put again is in both; its row is newer.
+                    kept.remove(key for (key,) in removed)
+                    self._upsert(kept, changed)
+                    kept.sequence = last
+                connection.execute("COMMIT")
+                return kept
+            rows = connection.execute(
+                "SELECT key, embedding FROM vectors "
+                "WHERE tenant_id = ? AND user_id = ?",
+                scope,
+            ).fetchall()
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise VectorStoreError(f"Local vector store read failed: {exc}") from exc
+        resident = ResidentVectors(
+            dimension=self.dimension, sequence=last, generation=generation
+        )
+        self._upsert(resident, rows)
+        return resident
+
+    def _upsert(self, resident: ResidentVectors, rows: list[tuple]) -> None:
+        if rows:
+            resident.upsert(
+                [row[0] for row in rows],
+                np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4"),
             )
-        return results
+
+    def _filtered_query(
+        self, *, namespace: Namespace, queries: np.ndarray, top_k: int, where: dict
+    ) -> list[list[VectorHit]]:
+        """Filters on metadata read the rows, which only the file holds."""
+        rows = [
+            (key, embedding)
+            for key, embedding, metadata in self._connection().execute(
+                "SELECT key, embedding, metadata FROM vectors "
+                "WHERE tenant_id = ? AND user_id = ?",
+                (namespace.tenant_id, namespace.user_id),
+            )
+            if metadata_matches(json.loads(metadata), where)
+        ]
+        matching = ResidentVectors(dimension=self.dimension, sequence=0)
+        self._upsert(matching, rows)
+        found = matching.search(queries, top_k)
+        return _as_hits(found)
 
     def list_keys(self, *, namespace: Namespace | None = None) -> Iterator[str]:
         connection = self._connection()
@@ -358,6 +508,10 @@ class LocalVectorStore:
                 following,
                 (with_vectors, *scope, *after, last_user, last_key, self.SCAN_PAGE),
             ).fetchall()
+
+
+def _as_hits(found: list[list[tuple[str, float]]]) -> list[list[VectorHit]]:
+    return [[VectorHit(key=key, score=score) for key, score in hits] for hits in found]
 
 
 __all__ = ["LocalVectorStore", "VectorStoreError"]

@@ -171,3 +171,142 @@ def test_compact_leaves_no_copy_of_a_deleted_vectors_text_in_the_files(path):
     assert [r.key for r in store.get(namespace=ALICE, keys=["kept", "gone"])] == [
         "kept"
     ]
+
+
+def exact_top(vectors: dict[str, np.ndarray], query: np.ndarray, k: int) -> list:
+    scores = {
+        key: float(v @ query / np.linalg.norm(v) / np.linalg.norm(query))
+        for key, v in vectors.items()
+    }
+    return sorted(scores, key=lambda key: (-scores[key], key))[:k]
+
+
+def test_a_process_sees_the_writes_of_another_at_its_next_query(path):
+    """Each store object keeps its own copy in memory, as a process does."""
+    reader, writer = open_store(path), open_store(path)
+    writer.put(
+        namespace=ALICE,
+        records=[VectorRecord("old", unit(1, 0)), VectorRecord("moved", unit(1, 0.2))],
+    )
+    assert [h.key for h in reader.query(namespace=ALICE, vector=unit(1), top_k=5)] == [
+        "old",
+        "moved",
+    ]
+
+    writer.put(namespace=ALICE, records=[VectorRecord("new", unit(1, 0.1))])
+    writer.delete(namespace=ALICE, keys=["old"])
+    writer.put(namespace=ALICE, records=[VectorRecord("moved", unit(0, 1))])
+    writer.delete(namespace=ALICE, keys=["gone-and-back"])
+    writer.put(namespace=ALICE, records=[VectorRecord("gone-and-back", unit(1, 0.3))])
+
+    hits = reader.query(namespace=ALICE, vector=unit(1), top_k=5)
+    assert [h.key for h in hits] == ["new", "gone-and-back", "moved"]
+    assert hits[2].score == pytest.approx(0.0, abs=1e-6)
+    assert reader.query(namespace=BOB, vector=unit(1), top_k=5) == []
+
+
+def test_deleted_vectors_are_never_returned_even_when_fewer_remain_than_asked(path):
+    rng = np.random.default_rng(7)
+    store, writer = open_store(path), open_store(path)
+    vectors = {f"k{i:03}": rng.standard_normal(DIMENSION) for i in range(600)}
+    writer.put(
+        namespace=ALICE,
+        records=[VectorRecord(key, vector) for key, vector in vectors.items()],
+    )
+    query = rng.standard_normal(DIMENSION)
+    assert [h.key for h in store.query(namespace=ALICE, vector=query, top_k=10)] == (
+        exact_top(vectors, query, 10)
+    )
+    removed = list(vectors)[::2] + list(vectors)[1:150:2]
+    writer.delete(namespace=ALICE, keys=removed)
+    for key in removed:
+        del vectors[key]
+
+    hits = store.query(namespace=ALICE, vector=query, top_k=1000)
+
+    assert [h.key for h in hits] == exact_top(vectors, query, 1000)
+    assert len(hits) == 225
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 3 * DIMENSION * 4 + 300])
+def test_answers_are_the_same_whatever_the_memory_budget(path, cache_bytes):
+    store = open_store(path)
+    small = LocalVectorStore(
+        path=path, dimension=DIMENSION, model_name="test-model", cache_bytes=cache_bytes
+    )
+    for namespace, base in ((ALICE, 1), (BOB, 2), (OTHER_TENANT_ALICE, 3)):
+        store.put(
+            namespace=namespace,
+            records=[VectorRecord(f"{base}-{i}", unit(1, i, base)) for i in range(3)],
+        )
+    for _ in range(2):
+        for namespace in (ALICE, BOB, OTHER_TENANT_ALICE, ALICE):
+            expected = store.query(namespace=namespace, vector=unit(1, 1), top_k=3)
+            assert small.query(namespace=namespace, vector=unit(1, 1), top_k=3) == (
+                expected
+            )
+        store.delete(namespace=BOB, keys=["2-1"])
+        store.put(namespace=ALICE, records=[VectorRecord("1-9", unit(1, 1))])
+    assert small.query(namespace=ALICE, vector=unit(1, 1), top_k=1)[0].key == "1-9"
+
+
+def test_a_copy_that_missed_removals_no_longer_kept_reads_the_user_again(
+    path, monkeypatch
+):
+    import memories.vectorstores.local as local
+
+    reader, writer = open_store(path), open_store(path)
+    writer.put(
+        namespace=ALICE,
+        records=[VectorRecord(k, unit(1, i)) for i, k in enumerate("abc")],
+    )
+    assert len(reader.query(namespace=ALICE, vector=unit(1), top_k=5)) == 3
+    writer.delete(namespace=ALICE, keys=["a"])
+    later = local.time.time() + local.REMOVALS_KEPT_SECONDS + 1
+    monkeypatch.setattr(local.time, "time", lambda: later)
+    # This deletion drops the record of the first one.
+    writer.delete(namespace=ALICE, keys=["b"])
+
+    assert [h.key for h in reader.query(namespace=ALICE, vector=unit(1), top_k=5)] == [
+        "c"
+    ]
+
+
+def test_a_file_of_the_previous_layout_is_brought_up_to_date_when_opened(path):
+    import sqlite3
+
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE store_info (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE vectors (
+            tenant_id INTEGER NOT NULL, user_id TEXT NOT NULL, key TEXT NOT NULL,
+            embedding BLOB NOT NULL, metadata TEXT NOT NULL,
+            PRIMARY KEY (tenant_id, user_id, key)
+        ) WITHOUT ROWID;
+        INSERT INTO store_info VALUES ('dimension', '8'), ('model', 'test-model');
+        """
+    )
+    old.executemany(
+        "INSERT INTO vectors VALUES (1, 'alice', ?, ?, ?)",
+        [
+            ("near", unit(1, 0.1).astype("<f4").tobytes(), '{"n": 1}'),
+            ("far", unit(0, 1).astype("<f4").tobytes(), "{}"),
+        ],
+    )
+    old.commit()
+    old.close()
+
+    store, other = open_store(path), open_store(path)
+
+    assert [h.key for h in store.query(namespace=ALICE, vector=unit(1), top_k=2)] == [
+        "near",
+        "far",
+    ]
+    other.delete(namespace=ALICE, keys=["near"])
+    other.put(namespace=ALICE, records=[VectorRecord("new", unit(1))])
+    assert [h.key for h in store.query(namespace=ALICE, vector=unit(1), top_k=2)] == [
+        "new",
+        "far",
+    ]
+    assert store.get(namespace=ALICE, keys=["far"])[0].metadata == {}
