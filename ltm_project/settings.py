@@ -307,6 +307,12 @@ LTM_SEARCH_CONTEXT_WEIGHT = env.float("LTM_SEARCH_CONTEXT_WEIGHT", default=0.6)
 # Keyword weights are counted over the user's memories plus this many documents
 # of everyday language (word frequencies of this language; "" for none), so a
 # user with few memories still knows "really" from "Coimbra".
+# Keyword ranking counts every repeat of every word with FTS5's bm25() for a
+# user of up to this many memories (SQLite; its cost grows with the user's
+# memories); beyond, a faster count where the commonest words count once a field.
+LTM_SEARCH_EXACT_KEYWORD_MEMORIES = env.int(
+    "LTM_SEARCH_EXACT_KEYWORD_MEMORIES", default=20000
+)
 LTM_SEARCH_BACKGROUND_DOCUMENTS = env.int(
     "LTM_SEARCH_BACKGROUND_DOCUMENTS", default=3000
 )

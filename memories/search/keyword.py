@@ -22,6 +22,7 @@ first messages, and a name the user says everywhere weighs little as ever.
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from django.conf import settings
@@ -107,24 +108,120 @@ def keyword_ranking(
     return []  # pragma: no cover - guarded by the migration
 
 
+# FTS5's bm25() constants.
+BM25_K1 = 1.2
+BM25_B = 0.75
+# Beyond the exact limit, a term in at most this many of the user's memories
+# is counted as often as it repeats (highlight() marks each instance, about
+# 8 us a row); in more, where it weighs little, once a field.
+REPEATS_COUNTED_UP_TO = 256
+INSTANCE_MARK = "\x01"
+
+
+@dataclass
+class _Holding:
+    """The user's rows holding each term, from one statement."""
+
+    user_total: int = 0
+    table_rows: int = 0
+    average_length: float = 1.0
+    # term index -> {row: its weighted count in the fields (1 a field so far)}
+    weights: dict[int, dict[int, float]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    lengths: dict[int, int] = field(default_factory=dict)
+
+
 def _sqlite_scores(
     *, partition: str, terms: list[str], context_weight: float
 ) -> dict[int, float]:
-    """Per-user BM25 from FTS5, in one statement: the table's and the user's
-    row counts, then for each term the table's count of rows holding it and the
-    user's rows holding it with their single-term bm25()."""
+    """Per-user BM25 over FTS5.
+
+    One statement gives the user's row count and the rows holding each term in
+    each field, with their lengths. Up to LTM_SEARCH_EXACT_KEYWORD_MEMORIES
+    memories, FTS5's bm25() then scores each term exactly. Beyond, it costs
+    too much: to weigh its phrases it walks the partition phrase, every row of
+    the user, once per term (50 ms for five terms at 100,000 memories). The
+    scores are computed here from the rows instead, with the same formula:
+    the rarer terms counted as often as they repeat, the common ones, which
+    weigh little, once a field.
+    """
     table = "memories_memory_fts"
     user_rows = f'partition : "{partition}"'
+    holding = _rows_holding(table, user_rows, terms, context_weight)
+    if holding.user_total <= settings.LTM_SEARCH_EXACT_KEYWORD_MEMORIES:
+        return _bm25_scores(table, user_rows, terms, context_weight, holding)
+    _count_repeats(table, user_rows, terms, context_weight, holding)
+    scores: dict[int, float] = defaultdict(float)
+    for index, weights in holding.weights.items():
+        weight = term_weight(
+            terms[index], total=holding.user_total, matching=len(weights)
+        )
+        for pk, frequency in weights.items():
+            length = holding.lengths[pk] / holding.average_length
+            norm = 1 - BM25_B + BM25_B * length
+            scores[pk] += (
+                weight * frequency * (BM25_K1 + 1) / (frequency + BM25_K1 * norm)
+            )
+    return scores
+
+
+def _rows_holding(
+    table: str, user_rows: str, terms: list[str], context_weight: float
+) -> _Holding:
+    """Walks of each term's list that skip to the user's rows, in one statement."""
     arms = [
-        f"SELECT -1, (SELECT count(*) FROM {table}_docsize), "  # noqa: S608
-        f"(SELECT count(*) FROM {table} WHERE {table} MATCH %s)"
+        f"SELECT -1, count(*), NULL FROM {table} WHERE {table} MATCH %s",  # noqa: S608
+        f"SELECT -2, NULL, block FROM {table}_data WHERE id = 1",  # noqa: S608
     ]
     params: list = [user_rows]
     for index, term in enumerate(terms):
         # Terms are quoted by query_terms' alphabet (letters and digits only);
         # only numbers are formatted into the SQL, every value is bound.
+        for field_number, field_name in enumerate(("body", "context")):
+            arms.append(
+                f"SELECT {2 * index + field_number}, f.rowid, d.sz "  # noqa: S608
+                f"FROM {table} f JOIN {table}_docsize d ON d.id = f.rowid "
+                f"WHERE {table} MATCH %s"
+            )
+            params.append(f'{user_rows} AND {field_name} : "{term}"')
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(arms), params)
+        rows = cursor.fetchall()
+    holding = _Holding()
+    field_weights = (1.0, context_weight)
+    for tag, value, sizes in rows:
+        if tag == -1:
+            holding.user_total = value
+        elif tag == -2:
+            # The table's row count, then its tokens in each field (empty
+            # before the first row).
+            holding.table_rows, *tokens = _varints(sizes) or [0]
+            holding.average_length = max(sum(tokens) / max(holding.table_rows, 1), 1.0)
+        else:
+            weights = holding.weights[tag // 2]
+            weights[value] = weights.get(value, 0.0) + field_weights[tag % 2]
+            if value not in holding.lengths:
+                holding.lengths[value] = sum(_varints(sizes))
+    return holding
+
+
+def _bm25_scores(
+    table: str,
+    user_rows: str,
+    terms: list[str],
+    context_weight: float,
+    holding: _Holding,
+) -> dict[int, float]:
+    """For each term, the table's count of rows holding it and the user's rows
+    holding it with their single-term bm25(), in one statement."""
+    indexes = list(holding.weights)
+    if not indexes:
+        return {}
+    arms, params = [], []
+    for index in indexes:
         arms.append(
-            f"SELECT {-2 - index}, (SELECT count(*) FROM {table} "  # noqa: S608
+            f"SELECT {-1 - index}, (SELECT count(*) FROM {table} "  # noqa: S608
             f"WHERE {table} MATCH %s), NULL"
         )
         arms.append(
@@ -133,32 +230,80 @@ def _sqlite_scores(
         )
         params.extend(
             [
-                f'{{body context}} : "{term}"',
-                f'{user_rows} AND {{body context}} : "{term}"',
+                f'{{body context}} : "{terms[index]}"',
+                f'{user_rows} AND {{body context}} : "{terms[index]}"',
             ]
         )
     with connection.cursor() as cursor:
         cursor.execute(" UNION ALL ".join(arms), params)
         rows = cursor.fetchall()
-    table_total = user_total = 0
     table_matching: dict[int, int] = {}
     matches: dict[int, list[tuple[int, float]]] = defaultdict(list)
     for tag, first, second in rows:
-        if tag == -1:
-            table_total, user_total = first, second
-        elif tag < -1:
-            table_matching[-2 - tag] = first
+        if tag < 0:
+            table_matching[-1 - tag] = first
         else:
             matches[tag].append((first, second))
     scores: dict[int, float] = defaultdict(float)
     for index, found in matches.items():
-        table_weight = idf(total=table_total, matching=table_matching[index])
-        weight = term_weight(terms[index], total=user_total, matching=len(found))
+        table_weight = idf(total=holding.table_rows, matching=table_matching[index])
+        weight = term_weight(
+            terms[index], total=holding.user_total, matching=len(found)
+        )
         for pk, bm25 in found:
             # bm25() is negative: the table-wide idf times the term's frequency
             # part, which is what the user's weight multiplies.
             scores[pk] += -bm25 / table_weight * weight
     return scores
+
+
+def _count_repeats(
+    table: str,
+    user_rows: str,
+    terms: list[str],
+    context_weight: float,
+    holding: _Holding,
+) -> None:
+    """Count each instance of the rarer terms in their rows' fields."""
+    rare = [
+        index
+        for index, weights in holding.weights.items()
+        if len(weights) <= REPEATS_COUNTED_UP_TO
+    ]
+    if not rare:
+        return
+    arms, params = [], []
+    for index in rare:
+        arms.append(
+            f"SELECT {index}, rowid, highlight({table}, 1, %s, ''), "  # noqa: S608
+            f"highlight({table}, 2, %s, '') FROM {table} WHERE {table} MATCH %s"
+        )
+        params.extend(
+            [
+                INSTANCE_MARK,
+                INSTANCE_MARK,
+                f'{user_rows} AND {{body context}} : "{terms[index]}"',
+            ]
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(arms), params)
+        for index, pk, body, context in cursor.fetchall():
+            holding.weights[index][pk] = (body or "").count(
+                INSTANCE_MARK
+            ) + context_weight * (context or "").count(INSTANCE_MARK)
+
+
+def _varints(blob: bytes) -> list[int]:
+    """SQLite's variable-length integers, as FTS5 writes its sizes (seven
+    bits a byte, high bit set on all but the last; counts stay far below the
+    nine-byte form)."""
+    values, value = [], 0
+    for byte in blob:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            values.append(value)
+            value = 0
+    return values
 
 
 def _passing(ranked: list[int], filters: SearchFilters) -> list[int]:

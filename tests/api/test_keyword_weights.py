@@ -82,3 +82,54 @@ def test_everyday_words_weigh_little_even_in_a_new_users_memories(client_a):
             assert really_first()
         finally:
             background_share.cache_clear()
+
+
+KEYWORD_TEXTS = [
+    "I drink green tea every morning, tea with honey, and more tea at noon.",
+    "Tea is fine.",
+    "My sister brought green apples from the market in Porto.",
+    "We walked along the river in Porto after the market closed.",
+    "I repaired the green bicycle; the bicycle needed a new chain.",
+    "The market sells honey, apples and bread on Saturdays.",
+]
+KEYWORD_QUERIES = [
+    "green tea honey",
+    "market in Porto",
+    "bicycle chain repaired",
+    "apples honey bread",
+]
+
+
+def _rankings(client, user_id):
+    return {query: _keyword_ranked(client, user_id, query) for query in KEYWORD_QUERIES}
+
+
+def test_a_large_users_faster_ranking_orders_as_bm25_when_words_are_rare(client_a):
+    """Beyond LTM_SEARCH_EXACT_KEYWORD_MEMORIES the scores are computed from
+    the rows rather than by bm25(); with every word in few memories, repeats
+    are counted and the order is bm25()'s."""
+    _import(client_a, "u1", KEYWORD_TEXTS)
+    exact = _rankings(client_a, "u1")
+    assert exact["green tea honey"][0].startswith("I drink green tea")
+    with override_settings(LTM_SEARCH_EXACT_KEYWORD_MEMORIES=0):
+        assert _rankings(client_a, "u1") == exact
+
+
+def test_beyond_the_repeat_limit_a_common_word_counts_once_a_field(
+    client_a, monkeypatch
+):
+    from memories.search import keyword
+
+    filler = ["The weather was mild.", "The train was late.", "We took the bus."]
+    _import(
+        client_a,
+        "u1",
+        ["Tea, tea and more tea: I drank tea all day.", *filler, "Tea is fine."],
+    )
+    repeated, short = "Tea, tea and more tea: I drank tea all day.", "Tea is fine."
+    assert _keyword_ranked(client_a, "u1", "tea")[0] == repeated
+    with override_settings(LTM_SEARCH_EXACT_KEYWORD_MEMORIES=0):
+        assert _keyword_ranked(client_a, "u1", "tea")[0] == repeated
+        monkeypatch.setattr(keyword, "REPEATS_COUNTED_UP_TO", 0)
+        # Counted once each, the shorter memory comes first.
+        assert _keyword_ranked(client_a, "u1", "tea")[0] == short
