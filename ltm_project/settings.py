@@ -313,6 +313,9 @@ LTM_SEARCH_CONTEXT_WEIGHT = env.float("LTM_SEARCH_CONTEXT_WEIGHT", default=0.6)
 LTM_SEARCH_EXACT_KEYWORD_MEMORIES = env.int(
     "LTM_SEARCH_EXACT_KEYWORD_MEMORIES", default=20000
 )
+# Beyond it, only this many of a query's words are ranked: those least common in
+# everyday language (each word's rows are read, and common words have many).
+LTM_SEARCH_FAST_KEYWORD_TERMS = env.int("LTM_SEARCH_FAST_KEYWORD_TERMS", default=6)
 LTM_SEARCH_BACKGROUND_DOCUMENTS = env.int(
     "LTM_SEARCH_BACKGROUND_DOCUMENTS", default=3000
 )

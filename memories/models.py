@@ -17,6 +17,18 @@ class TenantScopedQuerySet(models.QuerySet):
         return self.filter(tenant=tenant, user_id=user_id)
 
 
+class MemoryQuerySet(TenantScopedQuerySet):
+    def with_vector_keys(self, keys):
+        """These vector keys' rows, found through the keys' unique index.
+
+        Compared in the same WHERE as the tenant and user, the keys leave the
+        planner free to walk all of the user's rows instead, which SQLite does
+        for a hundred keys (150 ms at 100,000 memories).
+        """
+        keyed = Memory.objects.filter(vector_key__in=keys).order_by().values("pk")
+        return self.filter(pk__in=keyed)
+
+
 class Message(models.Model):
     """A message an end user sent, kept as the provenance of the memories from it."""
 
@@ -116,7 +128,7 @@ class Memory(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
     updated_by = models.CharField(max_length=200, blank=True)
 
-    objects = TenantScopedQuerySet.as_manager()
+    objects = MemoryQuerySet.as_manager()
 
     class Meta:
         indexes = [

@@ -55,13 +55,10 @@ def apply(
     """Write operations and episodes; runs inside the caller's transaction."""
     targets = {
         str(memory.vector_key): memory
-        for memory in Memory.objects.select_for_update().filter(
-            tenant=tenant,
-            user_id=user_id,
-            status=Memory.Status.ACTIVE,
-            vector_key__in={
-                op.target.key for op in operations if isinstance(op.target, Known)
-            },
+        for memory in Memory.objects.select_for_update()
+        .filter(tenant=tenant, user_id=user_id, status=Memory.Status.ACTIVE)
+        .with_vector_keys(
+            {op.target.key for op in operations if isinstance(op.target, Known)}
         )
     }
     changes: list[MemoryChange] = []

@@ -85,7 +85,7 @@ def _nearest_facts(
         facts = {
             str(memory.vector_key): memory
             for memory in active_facts(tenant, user_id)
-            .filter(vector_key__in=keys)
+            .with_vector_keys(keys)
             .only(*_KNOWN_FIELDS)
         }
         nearest = []

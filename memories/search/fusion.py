@@ -7,11 +7,11 @@ both). Reciprocal rank fusion combines the rankings; the database then decides
 what exists, is active and passes the filters.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Q
 
 from accounts.models import Tenant
 from memories.models import Memory
@@ -49,6 +49,9 @@ def _weight(candidate: "_Candidate") -> float:
     if candidate.kind == Memory.Kind.EPISODE:
         weight *= settings.LTM_SEARCH_EPISODE_WEIGHT
     return weight
+
+
+_beside = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ltm-vector-query")
 
 
 def active_rows(tenant: Tenant, user_id: str, filters: SearchFilters):
@@ -102,10 +105,15 @@ def memory_search(
             keyword_rank={},
             vector_rank={},
         )
-    vector_hits = store.query(namespace=namespace, vector=vector, top_k=candidates)
+    # The vector product and the keyword statement both release the GIL, so on
+    # a local store they run side by side.
+    vector_side = _beside.submit(
+        store.query, namespace=namespace, vector=vector, top_k=candidates
+    )
     keyword_ids = keyword_ranking(
         tenant=tenant, user_id=user_id, query=query, limit=candidates, filters=filters
     )
+    vector_hits = vector_side.result()
     found = _candidates(
         tenant, user_id, filters, keys=[hit.key for hit in vector_hits], ids=keyword_ids
     )
@@ -150,15 +158,18 @@ def _candidates(
     keys: list[str],
     ids: list[int] = (),
 ) -> list[_Candidate]:
-    """Only ids, sources and roles for the fusion; full rows for what is returned."""
-    rows = active_rows(tenant, user_id, filters).filter(
-        Q(vector_key__in=keys) | Q(pk__in=list(ids))
-    )
+    """Only ids, sources and roles for the fusion; full rows for what is returned.
+
+    Two lookups by primary key in one statement: joined by OR, the planner
+    may walk every row of the user instead.
+    """
+    fields = ("pk", "vector_key", "source_message_id", "role", "kind")
+    rows = active_rows(tenant, user_id, filters).order_by()
+    by_key = rows.with_vector_keys(keys).values_list(*fields)
+    by_id = rows.filter(pk__in=list(ids)).values_list(*fields)
     return [
         _Candidate(pk=pk, key=str(key), source=source, role=role, kind=kind)
-        for pk, key, source, role, kind in rows.values_list(
-            "pk", "vector_key", "source_message_id", "role", "kind"
-        )
+        for pk, key, source, role, kind in by_key.union(by_id)
     ]
 
 

@@ -20,6 +20,7 @@ LTM_SEARCH_BACKGROUND_LANGUAGE). "really" then weighs little even in a user's
 first messages, and a name the user says everywhere weighs little as ever.
 """
 
+import heapq
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -91,11 +92,15 @@ def keyword_ranking(
             terms=terms,
             context_weight=context_weight,
         )
-        ranked = sorted(scores, key=lambda pk: (-scores[pk], pk))
-        # The index holds only active memories; filters are the database's.
-        if filters.conditions() and ranked:
-            ranked = _passing(ranked, filters)
-        return ranked[:limit]
+
+        def order(pk: int) -> tuple[float, int]:
+            return -scores[pk], pk
+
+        # The index holds only active memories; filters are the database's,
+        # and may pass only some of the best.
+        if filters.conditions() and scores:
+            return _passing(sorted(scores, key=order), filters)[:limit]
+        return heapq.nsmallest(limit, scores, key=order)
     if connection.vendor == "postgresql":
         return _postgres_ranking(
             tenant=tenant,
@@ -137,19 +142,31 @@ def _sqlite_scores(
 ) -> dict[int, float]:
     """Per-user BM25 over FTS5.
 
-    One statement gives the user's row count and the rows holding each term in
-    each field, with their lengths. Up to LTM_SEARCH_EXACT_KEYWORD_MEMORIES
-    memories, FTS5's bm25() then scores each term exactly. Beyond, it costs
-    too much: to weigh its phrases it walks the partition phrase, every row of
-    the user, once per term (50 ms for five terms at 100,000 memories). The
-    scores are computed here from the rows instead, with the same formula:
-    the rarer terms counted as often as they repeat, the common ones, which
-    weigh little, once a field.
+    The user's count of memories comes from a table the triggers keep. One
+    statement then gives the rows holding each term in each field, with their
+    lengths. Up to LTM_SEARCH_EXACT_KEYWORD_MEMORIES memories, FTS5's bm25()
+    scores each term exactly. Beyond, it costs too much: to weigh its phrases
+    it walks the partition phrase, every row of the user, once per term (50 ms
+    for five terms at 100,000 memories). The same formula is computed here from
+    the rows instead, over the query's LTM_SEARCH_FAST_KEYWORD_TERMS words
+    least common in everyday language, the rarer ones counted as often as they
+    repeat, the common ones, which weigh little, once a field.
     """
     table = "memories_memory_fts"
     user_rows = f'partition : "{partition}"'
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT documents FROM {table}_count WHERE partition = %s",  # noqa: S608
+            [partition],
+        )
+        row = cursor.fetchone()
+    user_total = row[0] if row else 0
+    exact = user_total <= settings.LTM_SEARCH_EXACT_KEYWORD_MEMORIES
+    if not exact:
+        terms = _rarest(terms, settings.LTM_SEARCH_FAST_KEYWORD_TERMS)
     holding = _rows_holding(table, user_rows, terms, context_weight)
-    if holding.user_total <= settings.LTM_SEARCH_EXACT_KEYWORD_MEMORIES:
+    holding.user_total = user_total
+    if exact:
         return _bm25_scores(table, user_rows, terms, context_weight, holding)
     _count_repeats(table, user_rows, terms, context_weight, holding)
     scores: dict[int, float] = defaultdict(float)
@@ -166,15 +183,20 @@ def _sqlite_scores(
     return scores
 
 
+def _rarest(terms: list[str], count: int) -> list[str]:
+    """The `count` terms least common in everyday language, in query order."""
+    if len(terms) <= count:
+        return terms
+    kept = set(sorted(terms, key=background_share)[:count])
+    return [term for term in terms if term in kept]
+
+
 def _rows_holding(
     table: str, user_rows: str, terms: list[str], context_weight: float
 ) -> _Holding:
     """Walks of each term's list that skip to the user's rows, in one statement."""
-    arms = [
-        f"SELECT -1, count(*), NULL FROM {table} WHERE {table} MATCH %s",  # noqa: S608
-        f"SELECT -2, NULL, block FROM {table}_data WHERE id = 1",  # noqa: S608
-    ]
-    params: list = [user_rows]
+    arms = [f"SELECT -2, NULL, block FROM {table}_data WHERE id = 1"]  # noqa: S608
+    params: list = []
     for index, term in enumerate(terms):
         # Terms are quoted by query_terms' alphabet (letters and digits only);
         # only numbers are formatted into the SQL, every value is bound.
@@ -191,9 +213,7 @@ def _rows_holding(
     holding = _Holding()
     field_weights = (1.0, context_weight)
     for tag, value, sizes in rows:
-        if tag == -1:
-            holding.user_total = value
-        elif tag == -2:
+        if tag == -2:
             # The table's row count, then its tokens in each field (empty
             # before the first row).
             holding.table_rows, *tokens = _varints(sizes) or [0]
@@ -297,6 +317,8 @@ def _varints(blob: bytes) -> list[int]:
     """SQLite's variable-length integers, as FTS5 writes its sizes (seven
     bits a byte, high bit set on all but the last; counts stay far below the
     nine-byte form)."""
+    if blob and max(blob) < 0x80:
+        return list(blob)  # every size under 128: one byte each
     values, value = [], 0
     for byte in blob:
         value = (value << 7) | (byte & 0x7F)

@@ -376,7 +376,7 @@ def _delete_leftover_vectors(
         live = {
             str(key)
             for key in Memory.objects.for_user(tenant, user_id)
-            .filter(vector_key__in=[key for key in chunk if _is_memory_key(key)])
+            .with_vector_keys([key for key in chunk if _is_memory_key(key)])
             .exclude(status=Memory.Status.DELETED)
             .values_list("vector_key", flat=True)
         }

@@ -31,7 +31,7 @@ from memories.vectorstores.base import (
     VectorStoreError,
 )
 from memories.vectorstores.filters import filter_keys, metadata_matches
-from memories.vectorstores.resident import ResidentCache, ResidentVectors
+from memories.vectorstores.resident import GROWTH, ResidentCache, ResidentVectors
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_info (
@@ -383,20 +383,30 @@ class LocalVectorStore:
                     kept.sequence = last
                 connection.execute("COMMIT")
                 return kept
-            rows = connection.execute(
+            (count,) = connection.execute(
+                "SELECT count(*) FROM vectors WHERE tenant_id = ? AND user_id = ?",
+                scope,
+            ).fetchone()
+            resident = ResidentVectors(
+                dimension=self.dimension,
+                sequence=last,
+                generation=generation,
+                # Room for the user's next messages without copying.
+                capacity=int(count * (GROWTH - 1) / 2) + count,
+            )
+            # In pages, so that only one page of rows is held beside the matrix.
+            cursor = connection.execute(
                 "SELECT key, embedding FROM vectors "
                 "WHERE tenant_id = ? AND user_id = ?",
                 scope,
-            ).fetchall()
+            )
+            while rows := cursor.fetchmany(self.LOAD_PAGE):
+                self._upsert(resident, rows)
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise VectorStoreError(f"Local vector store read failed: {exc}") from exc
-        resident = ResidentVectors(
-            dimension=self.dimension, sequence=last, generation=generation
-        )
-        self._upsert(resident, rows)
         return resident
 
     def _upsert(self, resident: ResidentVectors, rows: list[tuple]) -> None:
@@ -447,6 +457,8 @@ class LocalVectorStore:
             ).fetchone()
         return count
 
+    # Vectors read at a time when a user's vectors are first loaded.
+    LOAD_PAGE = 4096
     # Vectors read per query while scanning; each page starts after the last
     # (tenant, user, key) of the one before.
     SCAN_PAGE = 500

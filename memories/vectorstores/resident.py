@@ -15,8 +15,10 @@ import numpy as np
 
 from memories.vectorstores.base import Namespace
 
-# Rows a matrix grows by at least; it then doubles, so appends stay cheap.
+# Rows a matrix holds at least; full, it grows by a quarter (copying 150 MB at
+# 100,000 vectors, so not often, and without doubling what a large user takes).
 MINIMUM_CAPACITY = 256
+GROWTH = 1.25
 # Share of dead rows (deleted or replaced) above which a matrix is rebuilt.
 DEAD_SHARE_TO_REBUILD = 0.25
 
@@ -30,13 +32,15 @@ class ResidentVectors:
     """A namespace's vectors as rows of a matrix, with the file sequence they
     reflect. Not thread-safe on its own: the cache's lock guards it."""
 
-    def __init__(self, *, dimension: int, sequence: int, generation: str = "") -> None:
+    def __init__(
+        self, *, dimension: int, sequence: int, generation: str = "", capacity: int = 0
+    ) -> None:
         self.dimension = dimension
         # The file's sequence number this copy reflects, and which file it is.
         self.sequence = sequence
         self.generation = generation
-        self.matrix = np.zeros((0, dimension), dtype=np.float32)
-        self.alive = np.zeros(0, dtype=bool)
+        self.matrix = np.zeros((capacity, dimension), dtype=np.float32)
+        self.alive = np.zeros(capacity, dtype=bool)
         self.keys: list[str | None] = []
         self.row_of: dict[str, int] = {}
         self.dead = 0
@@ -61,27 +65,29 @@ class ResidentVectors:
     def upsert(self, keys: list[str], vectors: np.ndarray) -> None:
         if not keys:
             return
-        vectors = normalised(vectors.reshape(len(keys), self.dimension))
+        vectors = vectors.reshape(len(keys), self.dimension)
         fresh: list[int] = []
         for index, key in enumerate(keys):
             row = self.row_of.get(key)
             if row is None:
                 fresh.append(index)
             else:
-                self.matrix[row] = vectors[index]
+                self.matrix[row] = normalised(vectors[index : index + 1])
         if not fresh:
             return
         start = self.rows
         needed = start + len(fresh)
         if needed > self.matrix.shape[0]:
-            capacity = max(MINIMUM_CAPACITY, needed, 2 * self.matrix.shape[0])
+            capacity = max(MINIMUM_CAPACITY, needed, int(GROWTH * self.matrix.shape[0]))
             grown = np.zeros((capacity, self.dimension), dtype=np.float32)
             grown[:start] = self.matrix[:start]
             self.matrix = grown
             alive = np.zeros(capacity, dtype=bool)
             alive[:start] = self.alive[:start]
             self.alive = alive
-        self.matrix[start:needed] = vectors[fresh]
+        block = self.matrix[start:needed]
+        block[:] = vectors[fresh]
+        block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
         self.alive[start:needed] = True
         for offset, index in enumerate(fresh):
             self.keys.append(keys[index])

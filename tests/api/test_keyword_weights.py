@@ -133,3 +133,52 @@ def test_beyond_the_repeat_limit_a_common_word_counts_once_a_field(
         monkeypatch.setattr(keyword, "REPEATS_COUNTED_UP_TO", 0)
         # Counted once each, the shorter memory comes first.
         assert _keyword_ranked(client_a, "u1", "tea")[0] == short
+
+
+def test_past_the_exact_limit_only_the_rarest_words_of_a_query_are_ranked(client_a):
+    _import(client_a, "u1", ["Really fun.", *FILLER, *FILLER, "Coimbra is old."])
+    assert "Really fun." in _keyword_ranked(client_a, "u1", Q)
+    with override_settings(
+        LTM_SEARCH_EXACT_KEYWORD_MEMORIES=0, LTM_SEARCH_FAST_KEYWORD_TERMS=1
+    ):
+        ranked = _keyword_ranked(client_a, "u1", Q)
+    assert "Coimbra is old." in ranked
+    assert "Really fun." not in ranked
+
+
+FILLER = ["The weather was mild.", "The train was late.", "We took the bus."]
+Q = "really Coimbra"
+
+
+def test_each_users_count_of_keyword_documents_follows_every_change(
+    client_a, client_b, tenant_a
+):
+    """The count the ranking reads is kept by triggers: it must equal the
+    user's active memories after imports, deletions, hiding and erasure."""
+    from django.db import connection
+
+    from memories.models import Memory
+    from memories.moderation import memory_hide
+    from memories.search.keyword import sqlite_partition
+
+    if connection.vendor != "sqlite":
+        return
+    _import(client_a, "u1", ["I like tea.", *FILLER, "My dog is Rex."])
+    _import(client_a, "u2", ["I live in Porto."])
+    _import(client_b, "u1", ["I play chess."])
+    mine = Memory.objects.filter(tenant=tenant_a, user_id="u1", status="active")
+    first = mine.first()
+    assert client_a.delete(f"/api/v1/memories/{first.vector_key}").status_code == 204
+    hidden = mine.first()
+    memory_hide(memory=hidden, actor="staff", reason="test")
+    assert client_a.delete("/api/v1/users/u2").status_code == 200
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT partition, documents FROM memories_memory_fts_count")
+        counted = {partition: documents for partition, documents in cursor}
+    active = {}
+    for memory in Memory.objects.filter(status="active"):
+        key = sqlite_partition(memory.tenant_id, memory.user_id)
+        active[key] = active.get(key, 0) + 1
+    assert {key: n for key, n in counted.items() if n} == active
+    assert len(active) == 2
