@@ -351,7 +351,12 @@ def _postgres_ranking(
     context_weight: float,
 ) -> list[int]:
     """ts_rank_cd knows nothing of how rare a word is, so the user's counts are
-    read first and each term's weight is bound into the ranking."""
+    read first and each term's weight is bound into the ranking.
+
+    Each term's count is taken over the rows the GIN index finds for any of
+    the terms, not over every row of the user; the user's total from the
+    (tenant, user, status) index.
+    """
     queries, query_params = [], []
     for index, term in enumerate(terms):
         queries.append(
@@ -369,11 +374,14 @@ def _postgres_ranking(
         f"count(*) FILTER (WHERE m.search_vector @@ q.q{index})"
         for index in range(len(terms))
     )
+    any_term = " || ".join(f"q.q{index}" for index in range(len(terms)))
     # Only generated aliases and numbers are formatted in; every value is bound.
     with connection.cursor() as cursor:
         cursor.execute(
-            f"{with_queries}SELECT count(*), {counts} {user_rows}",  # noqa: S608
-            [*query_params, tenant.pk, user_id],
+            f"{with_queries}SELECT (SELECT count(*) FROM memories_memory "  # noqa: S608
+            "WHERE tenant_id = %s AND user_id = %s AND status = 'active'), "
+            f"{counts} {user_rows} AND m.search_vector @@ ({any_term})",
+            [*query_params, tenant.pk, user_id, tenant.pk, user_id],
         )
         total, *matching = cursor.fetchone()
         weights = [
@@ -385,7 +393,6 @@ def _postgres_ranking(
             f" + {context_weight} * (m.search_vector @@ q.qb{index})::int)"
             for index in range(len(terms))
         )
-        any_term = " || ".join(f"q.q{index}" for index in range(len(terms)))
         extra, extra_params = filters_sql(filters, "m.")
         cursor.execute(
             f"{with_queries}SELECT m.id {user_rows}{extra} "  # noqa: S608
