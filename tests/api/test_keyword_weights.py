@@ -3,6 +3,8 @@ never from what other tenants store."""
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from django.db import connection
 from django.test import override_settings
 
 SEARCH = "/api/v1/memories/search"
@@ -84,6 +86,12 @@ def test_everyday_words_weigh_little_even_in_a_new_users_memories(client_a):
             background_share.cache_clear()
 
 
+# The fast ranking for large users and the count the triggers keep are
+# SQLite's; PostgreSQL ranks every user with its GIN index.
+sqlite_only = pytest.mark.skipif(
+    connection.vendor != "sqlite", reason="SQLite's full-text index only"
+)
+
 KEYWORD_TEXTS = [
     "I drink green tea every morning, tea with honey, and more tea at noon.",
     "Tea is fine.",
@@ -104,6 +112,7 @@ def _rankings(client, user_id):
     return {query: _keyword_ranked(client, user_id, query) for query in KEYWORD_QUERIES}
 
 
+@sqlite_only
 def test_a_large_users_faster_ranking_orders_as_bm25_when_words_are_rare(client_a):
     """Beyond LTM_SEARCH_EXACT_KEYWORD_MEMORIES the scores are computed from
     the rows rather than by bm25(); with every word in few memories, repeats
@@ -115,6 +124,7 @@ def test_a_large_users_faster_ranking_orders_as_bm25_when_words_are_rare(client_
         assert _rankings(client_a, "u1") == exact
 
 
+@sqlite_only
 def test_beyond_the_repeat_limit_a_common_word_counts_once_a_field(
     client_a, monkeypatch
 ):
@@ -135,6 +145,7 @@ def test_beyond_the_repeat_limit_a_common_word_counts_once_a_field(
         assert _keyword_ranked(client_a, "u1", "tea")[0] == short
 
 
+@sqlite_only
 def test_past_the_exact_limit_only_the_rarest_words_of_a_query_are_ranked(client_a):
     _import(client_a, "u1", ["Really fun.", *FILLER, *FILLER, "Coimbra is old."])
     assert "Really fun." in _keyword_ranked(client_a, "u1", Q)
@@ -150,19 +161,16 @@ FILLER = ["The weather was mild.", "The train was late.", "We took the bus."]
 Q = "really Coimbra"
 
 
+@sqlite_only
 def test_each_users_count_of_keyword_documents_follows_every_change(
     client_a, client_b, tenant_a
 ):
     """The count the ranking reads is kept by triggers: it must equal the
     user's active memories after imports, deletions, hiding and erasure."""
-    from django.db import connection
-
     from memories.models import Memory
     from memories.moderation import memory_hide
     from memories.search.keyword import sqlite_partition
 
-    if connection.vendor != "sqlite":
-        return
     _import(client_a, "u1", ["I like tea.", *FILLER, "My dog is Rex."])
     _import(client_a, "u2", ["I live in Porto."])
     _import(client_b, "u1", ["I play chess."])
