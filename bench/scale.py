@@ -29,7 +29,7 @@ memory is its own:
   to 100,000 memories).
 - disk: the SQLite database (with its -wal) and the local vector store's file
   (LTM_LOCAL_VECTOR_STORE_PATH, with its -wal) after generating; on PostgreSQL
-  (--keep-db-url, DATABASE_URL kept, tables analyzed after generating as
+  (--keep-db-url, DATABASE_URL kept, tables vacuumed and analyzed after generating as
   autovacuum would soon do) the database's whole size, every run's tenants
   included, since they stay there.
 
@@ -147,11 +147,12 @@ def analyze() -> None:
 
     if connection.vendor == "postgresql":
         # As autovacuum would soon after: statistics taken before the bulk load
-        # would make the planner scan whole tables.
+        # would make the planner scan whole tables, and until a vacuum every GIN
+        # search reads the index's pending list of the rows just inserted.
         with connection.cursor() as cursor:
             cursor.execute(
-                "ANALYZE memories_memory, memories_memoryevent, memories_message, "
-                "memories_memorysource, memories_vectoroperation"
+                "VACUUM ANALYZE memories_memory, memories_memoryevent, "
+                "memories_message, memories_memorysource, memories_vectoroperation"
             )
 
 

@@ -1,9 +1,13 @@
-"""How many memories each user's keyword partition holds, kept by triggers.
+"""How many active memories each user has, kept by triggers for the keyword
+ranking's weights.
 
-The keyword ranking reads it before choosing how to rank: counting the
-partition in FTS5 walks every row of the user (5 ms at 100,000 memories). A
-later migration that rebuilds memories_memory on SQLite (adding a column does)
-drops these triggers with the others, and must create them again.
+Counting them at each search reads every row of the user: FTS5 walks the
+partition (5 ms at 100,000 memories), PostgreSQL scans the table (40 ms). On
+SQLite the count is kept per keyword partition, by row triggers; a later
+migration that rebuilds memories_memory there (adding a column does) drops them
+with the others and must create them again. On PostgreSQL, per (tenant, user),
+by statement triggers that read the changed rows all at once, so that a bulk
+insert or an erasure of 100,000 memories updates each count once.
 """
 
 from django.db import migrations
@@ -45,16 +49,66 @@ SQLITE_BACKWARD = [
 ]
 
 
+POSTGRES_COUNTED = "memories_keyword_count"
+POSTGRES_FORWARD = [
+    f"""CREATE TABLE {POSTGRES_COUNTED} (
+        tenant_id bigint NOT NULL,
+        user_id varchar(255) NOT NULL,
+        documents bigint NOT NULL,
+        PRIMARY KEY (tenant_id, user_id)
+    )""",
+    f"""INSERT INTO {POSTGRES_COUNTED} (tenant_id, user_id, documents)
+    SELECT tenant_id, user_id, count(*) FROM memories_memory
+    WHERE status = 'active' GROUP BY tenant_id, user_id""",
+    f"""CREATE FUNCTION {POSTGRES_COUNTED}_follow() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE {POSTGRES_COUNTED} c SET documents = c.documents - gone.n
+            FROM (SELECT tenant_id, user_id, count(*) AS n FROM old_rows
+                  WHERE status = 'active' GROUP BY tenant_id, user_id) gone
+            WHERE c.tenant_id = gone.tenant_id AND c.user_id = gone.user_id;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO {POSTGRES_COUNTED} (tenant_id, user_id, documents)
+            SELECT tenant_id, user_id, count(*) FROM new_rows
+            WHERE status = 'active' GROUP BY tenant_id, user_id
+            ORDER BY tenant_id, user_id
+            ON CONFLICT (tenant_id, user_id)
+            DO UPDATE SET documents = {POSTGRES_COUNTED}.documents
+                + EXCLUDED.documents;
+        END IF;
+        RETURN NULL;
+    END $$""",
+    f"""CREATE TRIGGER {POSTGRES_COUNTED}_insert AFTER INSERT ON memories_memory
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION {POSTGRES_COUNTED}_follow()""",
+    f"""CREATE TRIGGER {POSTGRES_COUNTED}_update AFTER UPDATE ON memories_memory
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION {POSTGRES_COUNTED}_follow()""",
+    f"""CREATE TRIGGER {POSTGRES_COUNTED}_delete AFTER DELETE ON memories_memory
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION {POSTGRES_COUNTED}_follow()""",
+]
+POSTGRES_BACKWARD = [
+    f"DROP TRIGGER {POSTGRES_COUNTED}_delete ON memories_memory",
+    f"DROP TRIGGER {POSTGRES_COUNTED}_update ON memories_memory",
+    f"DROP TRIGGER {POSTGRES_COUNTED}_insert ON memories_memory",
+    f"DROP FUNCTION {POSTGRES_COUNTED}_follow()",
+    f"DROP TABLE {POSTGRES_COUNTED}",
+]
+
+
 def forward(apps, schema_editor):
-    if schema_editor.connection.vendor == "sqlite":
-        for statement in SQLITE_FORWARD:
-            schema_editor.execute(statement)
+    statements = {"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD}
+    for statement in statements.get(schema_editor.connection.vendor, []):
+        schema_editor.execute(statement)
 
 
 def backward(apps, schema_editor):
-    if schema_editor.connection.vendor == "sqlite":
-        for statement in SQLITE_BACKWARD:
-            schema_editor.execute(statement)
+    statements = {"sqlite": SQLITE_BACKWARD, "postgresql": POSTGRES_BACKWARD}
+    for statement in statements.get(schema_editor.connection.vendor, []):
+        schema_editor.execute(statement)
 
 
 class Migration(migrations.Migration):

@@ -350,12 +350,12 @@ def _postgres_ranking(
     filters: SearchFilters,
     context_weight: float,
 ) -> list[int]:
-    """ts_rank_cd knows nothing of how rare a word is, so the user's counts are
-    read first and each term's weight is bound into the ranking.
+    """ts_rank_cd knows nothing of how rare a word is, so each term's weight is
+    computed from the user's counts, in the same statement that ranks.
 
-    Each term's count is taken over the rows the GIN index finds for any of
-    the terms, not over every row of the user; the user's total from the
-    (tenant, user, status) index.
+    The GIN index finds the user's rows holding any of the terms once; the
+    counts are taken over them, the user's total from the count the triggers
+    keep, and the weights by term_weight's formula in SQL.
     """
     queries, query_params = [], []
     for index, term in enumerate(terms):
@@ -365,39 +365,56 @@ def _postgres_ranking(
             f"to_tsquery('english'::regconfig, %s) AS qb{index}"
         )
         query_params.extend([term, f"{term}:A", f"{term}:B"])
-    with_queries = f"WITH q AS (SELECT {', '.join(queries)}) "
-    user_rows = (
-        "FROM memories_memory m, q WHERE m.tenant_id = %s AND m.user_id = %s "
-        "AND m.status = 'active'"
+    indexes = range(len(terms))
+    holds = ", ".join(
+        f"(m.search_vector @@ q.qa{i})::int AS a{i}, "
+        f"(m.search_vector @@ q.qb{i})::int AS b{i}"
+        for i in indexes
     )
+    any_term = " || ".join(f"q.q{i}" for i in indexes)
+    extra, extra_params = filters_sql(filters, "m.")
     counts = ", ".join(
-        f"count(*) FILTER (WHERE m.search_vector @@ q.q{index})"
-        for index in range(len(terms))
+        f"count(*) FILTER (WHERE a{i} + b{i} > 0) AS n{i}" for i in indexes
     )
-    any_term = " || ".join(f"q.q{index}" for index in range(len(terms)))
+    # term_weight: idf over the user's total plus the background documents,
+    # the background's share of each term added to its count.
+    background = max(0, settings.LTM_SEARCH_BACKGROUND_DOCUMENTS)
+    weights, weight_params = [], []
+    for i, term in enumerate(terms):
+        weights.append(
+            f"greatest(ln(greatest(total.n + %s - (c.n{i} + %s) + 0.5, 1e-12) "
+            f"/ (c.n{i} + %s + 0.5)), {MINIMUM_TERM_WEIGHT}) AS w{i}"
+        )
+        share = background * background_share(term)
+        weight_params.extend([background, share, share])
+    score = " + ".join(
+        f"w.w{i} * (h.a{i} + {context_weight} * h.b{i})" for i in indexes
+    )
     # Only generated aliases and numbers are formatted in; every value is bound.
+    statement = (
+        f"WITH q AS (SELECT {', '.join(queries)}), "  # noqa: S608
+        f"hits AS MATERIALIZED (SELECT m.id, (TRUE{extra}) AS passes, {holds} "
+        "FROM memories_memory m, q WHERE m.tenant_id = %s AND m.user_id = %s "
+        f"AND m.status = 'active' AND m.search_vector @@ ({any_term})), "
+        "total AS (SELECT coalesce((SELECT documents FROM memories_keyword_count "
+        "WHERE tenant_id = %s AND user_id = %s), 0) AS n), "
+        f"c AS (SELECT {counts} FROM hits), "
+        f"w AS (SELECT {', '.join(weights)} FROM total, c) "
+        f"SELECT h.id FROM hits h, w WHERE h.passes "
+        f"ORDER BY ({score}) DESC, h.id LIMIT %s"
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"{with_queries}SELECT (SELECT count(*) FROM memories_memory "  # noqa: S608
-            "WHERE tenant_id = %s AND user_id = %s AND status = 'active'), "
-            f"{counts} {user_rows} AND m.search_vector @@ ({any_term})",
-            [*query_params, tenant.pk, user_id, tenant.pk, user_id],
-        )
-        total, *matching = cursor.fetchone()
-        weights = [
-            term_weight(term, total=total, matching=count)
-            for term, count in zip(terms, matching, strict=True)
-        ]
-        score = " + ".join(
-            f"%s * ((m.search_vector @@ q.qa{index})::int"
-            f" + {context_weight} * (m.search_vector @@ q.qb{index})::int)"
-            for index in range(len(terms))
-        )
-        extra, extra_params = filters_sql(filters, "m.")
-        cursor.execute(
-            f"{with_queries}SELECT m.id {user_rows}{extra} "  # noqa: S608
-            f"AND m.search_vector @@ ({any_term}) "
-            f"ORDER BY ({score}) DESC, m.id LIMIT %s",
-            [*query_params, tenant.pk, user_id, *extra_params, *weights, limit],
+            statement,
+            [
+                *query_params,
+                *extra_params,
+                tenant.pk,
+                user_id,
+                tenant.pk,
+                user_id,
+                *weight_params,
+                limit,
+            ],
         )
         return [row[0] for row in cursor.fetchall()]
