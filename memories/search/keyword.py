@@ -383,12 +383,12 @@ def _postgres_ranking(
     for i, term in enumerate(terms):
         weights.append(
             f"greatest(ln(greatest(total.n + %s - (c.n{i} + %s) + 0.5, 1e-12) "
-            f"/ (c.n{i} + %s + 0.5)), {MINIMUM_TERM_WEIGHT}) AS w{i}"
+            f"/ (c.n{i} + %s + 0.5)), {MINIMUM_TERM_WEIGHT})::float8 AS w{i}"
         )
         share = background * background_share(term)
         weight_params.extend([background, share, share])
     score = " + ".join(
-        f"w.w{i} * (h.a{i} + {context_weight} * h.b{i})" for i in indexes
+        f"w.w{i} * (h.a{i} + {float(context_weight)}::float8 * h.b{i})" for i in indexes
     )
     # Only generated aliases and numbers are formatted in; every value is bound.
     statement = (
@@ -397,9 +397,10 @@ def _postgres_ranking(
         "FROM memories_memory m, q WHERE m.tenant_id = %s AND m.user_id = %s "
         f"AND m.status = 'active' AND m.search_vector @@ ({any_term})), "
         "total AS (SELECT coalesce((SELECT documents FROM memories_keyword_count "
-        "WHERE tenant_id = %s AND user_id = %s), 0) AS n), "
+        "WHERE tenant_id = %s AND user_id = %s), 0)::float8 AS n), "
         f"c AS (SELECT {counts} FROM hits), "
-        f"w AS (SELECT {', '.join(weights)} FROM total, c) "
+        # Materialized, so that the weights are computed once, not per row.
+        f"w AS MATERIALIZED (SELECT {', '.join(weights)} FROM total, c) "
         f"SELECT h.id FROM hits h, w WHERE h.passes "
         f"ORDER BY ({score}) DESC, h.id LIMIT %s"
     )
