@@ -58,6 +58,8 @@ def background_share(term: str) -> float:
 
 def idf(*, total: float, matching: float) -> float:
     """BM25's inverse document frequency, as FTS5 computes it."""
+    # Counts read by two statements may straddle another process's write.
+    matching = min(matching, total)
     value = math.log((total - matching + 0.5) / (matching + 0.5))
     return value if value > 0 else MINIMUM_TERM_WEIGHT
 

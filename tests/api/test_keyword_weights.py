@@ -198,3 +198,22 @@ def test_each_users_count_of_keyword_documents_follows_every_change(
         active[key] = active.get(key, 0) + 1
     assert {key: n for key, n in counted.items() if n} == active
     assert len(active) == 2
+
+
+def test_counts_read_apart_from_the_rows_never_break_the_ranking(client_a):
+    """Another process may write between the statement that counts a user's
+    memories and the ones that read the rows: a count lower than the rows
+    found must still rank."""
+    from django.db import connection
+
+    _import(client_a, "u1", ["I like green tea.", *FILLER, "Tea is fine."])
+    with connection.cursor() as cursor:
+        table = (
+            "memories_memory_fts_count"
+            if connection.vendor == "sqlite"
+            else "memories_keyword_count"
+        )
+        cursor.execute(f"UPDATE {table} SET documents = 0")  # noqa: S608
+    # Without everyday language's documents, which would hide the difference.
+    with override_settings(LTM_SEARCH_BACKGROUND_DOCUMENTS=0):
+        assert "Tea is fine." in _keyword_ranked(client_a, "u1", "tea")
