@@ -90,10 +90,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
                 # Forgotten text is overwritten, not left in free pages.
                 "PRAGMA secure_delete=ON; "
-                # Pages read through a memory map and a 64 MiB cache, not a
-                # system call and a copy each: a search at 100,000 memories
-                # reads a few hundred scattered rows.
-                "PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456;"
+                # A 64 MiB page cache rather than 2: a search at 100,000
+                # memories reads a few hundred scattered rows.
+                "PRAGMA cache_size=-65536;"
             ),
         }
     )
