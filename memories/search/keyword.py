@@ -163,13 +163,11 @@ def _sqlite_scores(
         )
         row = cursor.fetchone()
     user_total = row[0] if row else 0
-    exact = user_total <= settings.LTM_SEARCH_EXACT_KEYWORD_MEMORIES
-    if not exact:
-        terms = _rarest(terms, settings.LTM_SEARCH_FAST_KEYWORD_TERMS)
+    if user_total <= settings.LTM_SEARCH_EXACT_KEYWORD_MEMORIES:
+        return _bm25_scores(table, user_rows, terms, context_weight, user_total)
+    terms = _rarest(terms, settings.LTM_SEARCH_FAST_KEYWORD_TERMS)
     holding = _rows_holding(table, user_rows, terms, context_weight)
     holding.user_total = user_total
-    if exact:
-        return _bm25_scores(table, user_rows, terms, context_weight, holding)
     _count_repeats(table, user_rows, terms, context_weight, holding)
     scores: dict[int, float] = defaultdict(float)
     for index, weights in holding.weights.items():
@@ -233,17 +231,16 @@ def _bm25_scores(
     user_rows: str,
     terms: list[str],
     context_weight: float,
-    holding: _Holding,
+    user_total: int,
 ) -> dict[int, float]:
-    """For each term, the table's count of rows holding it and the user's rows
-    holding it with their single-term bm25(), in one statement."""
-    indexes = list(holding.weights)
-    if not indexes:
-        return {}
-    arms, params = [], []
-    for index in indexes:
+    """The table's row count, and for each term the table's count of rows
+    holding it and the user's rows holding it with their single-term bm25(),
+    in one statement."""
+    arms = [f"SELECT -1, block, NULL FROM {table}_data WHERE id = 1"]  # noqa: S608
+    params = []
+    for index in range(len(terms)):
         arms.append(
-            f"SELECT {-1 - index}, (SELECT count(*) FROM {table} "  # noqa: S608
+            f"SELECT {-2 - index}, (SELECT count(*) FROM {table} "  # noqa: S608
             f"WHERE {table} MATCH %s), NULL"
         )
         arms.append(
@@ -259,19 +256,21 @@ def _bm25_scores(
     with connection.cursor() as cursor:
         cursor.execute(" UNION ALL ".join(arms), params)
         rows = cursor.fetchall()
+    table_rows = 0
     table_matching: dict[int, int] = {}
     matches: dict[int, list[tuple[int, float]]] = defaultdict(list)
     for tag, first, second in rows:
-        if tag < 0:
-            table_matching[-1 - tag] = first
+        if tag == -1:
+            # The averages record: the table's row count comes first.
+            table_rows = (_varints(first) or [0])[0]
+        elif tag < 0:
+            table_matching[-2 - tag] = first
         else:
             matches[tag].append((first, second))
     scores: dict[int, float] = defaultdict(float)
     for index, found in matches.items():
-        table_weight = idf(total=holding.table_rows, matching=table_matching[index])
-        weight = term_weight(
-            terms[index], total=holding.user_total, matching=len(found)
-        )
+        table_weight = idf(total=table_rows, matching=table_matching[index])
+        weight = term_weight(terms[index], total=user_total, matching=len(found))
         for pk, bm25 in found:
             # bm25() is negative: the table-wide idf times the term's frequency
             # part, which is what the user's weight multiplies.
