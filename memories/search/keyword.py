@@ -144,15 +144,15 @@ def _sqlite_scores(
 ) -> dict[int, float]:
     """Per-user BM25 over FTS5.
 
-    The user's count of memories comes from a table the triggers keep. One
-    statement then gives the rows holding each term in each field, with their
-    lengths. Up to LTM_SEARCH_EXACT_KEYWORD_MEMORIES memories, FTS5's bm25()
-    scores each term exactly. Beyond, it costs too much: to weigh its phrases
-    it walks the partition phrase, every row of the user, once per term (50 ms
-    for five terms at 100,000 memories). The same formula is computed here from
-    the rows instead, over the query's LTM_SEARCH_FAST_KEYWORD_TERMS words
-    least common in everyday language, the rarer ones counted as often as they
-    repeat, the common ones, which weigh little, once a field.
+    The user's count of memories comes from a table the triggers keep. Up to
+    LTM_SEARCH_EXACT_KEYWORD_MEMORIES memories, FTS5's bm25() scores each term
+    in one statement. Beyond, it costs too much: to weigh its phrases it walks
+    the partition phrase, every row of the user, once per term (50 ms for five
+    terms at 100,000 memories). One statement then lists the rows holding each
+    of the query's LTM_SEARCH_FAST_KEYWORD_TERMS words least common in everyday
+    language, in each field, with their lengths, and the same formula is
+    computed here: the rarer words counted as often as they repeat, the common
+    ones, which weigh little, once a field.
     """
     table = "memories_memory_fts"
     user_rows = f'partition : "{partition}"'
