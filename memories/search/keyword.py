@@ -130,7 +130,6 @@ class _Holding:
     """The user's rows holding each term, from one statement."""
 
     user_total: int = 0
-    table_rows: int = 0
     average_length: float = 1.0
     # term index -> {row: its weighted count in the fields (1 a field so far)}
     weights: dict[int, dict[int, float]] = field(
@@ -214,10 +213,7 @@ def _rows_holding(
     field_weights = (1.0, context_weight)
     for tag, value, sizes in rows:
         if tag == -2:
-            # The table's row count, then its tokens in each field (empty
-            # before the first row).
-            holding.table_rows, *tokens = _varints(sizes) or [0]
-            holding.average_length = max(sum(tokens) / max(holding.table_rows, 1), 1.0)
+            holding.average_length = _averages(sizes)[1]
         else:
             weights = holding.weights[tag // 2]
             weights[value] = weights.get(value, 0.0) + field_weights[tag % 2]
@@ -261,8 +257,7 @@ def _bm25_scores(
     matches: dict[int, list[tuple[int, float]]] = defaultdict(list)
     for tag, first, second in rows:
         if tag == -1:
-            # The averages record: the table's row count comes first.
-            table_rows = (_varints(first) or [0])[0]
+            table_rows = _averages(first)[0]
         elif tag < 0:
             table_matching[-2 - tag] = first
         else:
@@ -312,6 +307,13 @@ def _count_repeats(
             holding.weights[index][pk] = (body or "").count(
                 INSTANCE_MARK
             ) + context_weight * (context or "").count(INSTANCE_MARK)
+
+
+def _averages(block: bytes) -> tuple[int, float]:
+    """FTS5's averages record: the table's row count, then its tokens in each
+    field (empty before the first row); the rows and their mean length."""
+    rows, *tokens = _varints(block) or [0]
+    return rows, max(sum(tokens) / max(rows, 1), 1.0)
 
 
 def _varints(blob: bytes) -> list[int]:

@@ -153,12 +153,5 @@ class ResidentCache:
             _, evicted = self._entries.popitem(last=False)
             total -= evicted.nbytes
 
-    def drop(self, namespace: Namespace) -> None:
-        self._entries.pop(namespace, None)
-
     def clear(self) -> None:
         self._entries.clear()
-
-    @property
-    def nbytes(self) -> int:
-        return sum(entry.nbytes for entry in self._entries.values())
