@@ -365,5 +365,7 @@ LOGGING = {
         # The MCP SDK logs its session manager's start and stop, once per request
         # of /mcp (stateless: one each), at INFO.
         "mcp": {"level": "WARNING"},
+        # faiss says at INFO, on import, which of its builds it could not load.
+        "faiss": {"level": "WARNING"},
     },
 }

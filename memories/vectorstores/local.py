@@ -1,10 +1,11 @@
-"""Exact cosine search over vectors kept in a SQLite file.
+"""Exhaustive cosine search over vectors kept in a SQLite file.
 
 One table keyed by (tenant, user, key): a query reads only its own user's rows
 through the primary key, so it never scans another user's vectors. SQLite's WAL
 journal and busy timeout let several server processes write the same file.
 
-Queries run on a copy of the user's vectors kept in memory (`resident`), within
+Queries scan a copy of the user's vectors kept in memory in half precision
+(`resident`: every vector is compared, so nothing is missed), within
 LTM_LOCAL_VECTOR_CACHE_MB per process. Each write takes the next number of a
 sequence kept in the file; rows carry it, and deletions leave (key, number)
 behind for an hour, so before each query a process reads only what changed
@@ -31,7 +32,7 @@ from memories.vectorstores.base import (
     VectorStoreError,
 )
 from memories.vectorstores.filters import filter_keys, metadata_matches
-from memories.vectorstores.resident import GROWTH, ResidentCache, ResidentVectors
+from memories.vectorstores.resident import ResidentCache, ResidentVectors
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_info (
@@ -383,18 +384,10 @@ class LocalVectorStore:
                     kept.sequence = last
                 connection.execute("COMMIT")
                 return kept
-            (count,) = connection.execute(
-                "SELECT count(*) FROM vectors WHERE tenant_id = ? AND user_id = ?",
-                scope,
-            ).fetchone()
             resident = ResidentVectors(
-                dimension=self.dimension,
-                sequence=last,
-                generation=generation,
-                # Room for the user's next messages without copying.
-                capacity=int(count * (GROWTH - 1) / 2) + count,
+                dimension=self.dimension, sequence=last, generation=generation
             )
-            # In pages, so that only one page of rows is held beside the matrix.
+            # In pages, so that only one page of rows is held beside the copy.
             cursor = connection.execute(
                 "SELECT key, embedding FROM vectors "
                 "WHERE tenant_id = ? AND user_id = ?",

@@ -1,48 +1,66 @@
-"""One user's vectors kept in memory, normalised, for exact search in one product.
+"""One user's vectors kept in memory, normalised, for exact search in one pass.
 
-A query at 100,000 vectors is one matrix-vector product (about 10 ms on one
-core) instead of reading 150 MB of rows from SQLite (over half a second). The
-file stays the truth: every write there carries a sequence number, and before
-each query a namespace reads what changed since the sequence it has seen, so
-writes of other processes show at once.
+A query at 100,000 vectors is one pass over 77 MB of half-precision rows (about
+3 ms on one core) instead of reading 150 MB of rows from SQLite (over half a
+second). The file stays the truth: every write there carries a sequence number,
+and before each query a namespace reads what changed since the sequence it has
+seen, so writes of other processes show at once.
+
+The rows are kept by faiss in half precision and the scan sums in float32, so
+a cosine of unit vectors is within 2**-11 of exact (about 3e-5 for the bundled
+model's 384 dimensions); at 100,000 vectors the top 100 were those of the
+float32 product. It takes half the memory of float32 and scans in 3 ms where
+numpy's float32 product took 7.5 ms with two threads and 13 ms with one.
 """
 
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
+import faiss
 import numpy as np
 
 from memories.vectorstores.base import Namespace
 
-# Rows a matrix holds at least; full, it grows by a quarter (copying 150 MB at
-# 100,000 vectors, so not often, and without doubling what a large user takes).
-MINIMUM_CAPACITY = 256
-GROWTH = 1.25
-# Share of dead rows (deleted or replaced) above which a matrix is rebuilt.
+# One core per search: the server runs a worker per core, and within a request
+# the keyword statement runs on the other.
+faiss.omp_set_num_threads(1)
+
+# Share of dead rows (deleted or replaced) above which the rows are rebuilt.
 DEAD_SHARE_TO_REBUILD = 0.25
+# Rows decoded at a time while rebuilding, so that only a page is held in float32.
+REBUILD_PAGE = 4096
 
 
 def normalised(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def _empty_index(dimension: int) -> faiss.Index:
+    return faiss.IndexScalarQuantizer(
+        dimension, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+    )
 
 
 class ResidentVectors:
-    """A namespace's vectors as rows of a matrix, with the file sequence they
-    reflect. Not thread-safe on its own: the cache's lock guards it."""
+    """A namespace's vectors as rows, with the file sequence they reflect.
 
-    def __init__(
-        self, *, dimension: int, sequence: int, generation: str = "", capacity: int = 0
-    ) -> None:
+    A replaced vector is a new row and its old row is dead, as is a deleted
+    one; dead rows are skipped by the search, and dropped once they are a
+    quarter of the rows. Not thread-safe on its own: the cache's lock guards it.
+    """
+
+    def __init__(self, *, dimension: int, sequence: int, generation: str = "") -> None:
         self.dimension = dimension
         # The file's sequence number this copy reflects, and which file it is.
         self.sequence = sequence
         self.generation = generation
-        self.matrix = np.zeros((capacity, dimension), dtype=np.float32)
-        self.alive = np.zeros(capacity, dtype=bool)
+        self.index = _empty_index(dimension)
         self.keys: list[str | None] = []
         self.row_of: dict[str, int] = {}
+        self.alive = np.zeros(0, dtype=bool)
         self.dead = 0
 
     @property
@@ -51,8 +69,8 @@ class ResidentVectors:
 
     @property
     def nbytes(self) -> int:
-        # The matrix, plus about 100 bytes a key in the list and the dict.
-        return self.matrix.nbytes + 100 * len(self.keys)
+        # Two bytes a dimension, plus about 100 bytes a key in the list and the dict.
+        return (2 * self.dimension + 100) * len(self.keys)
 
     def remove(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -65,62 +83,58 @@ class ResidentVectors:
     def upsert(self, keys: list[str], vectors: np.ndarray) -> None:
         if not keys:
             return
-        vectors = vectors.reshape(len(keys), self.dimension)
-        fresh: list[int] = []
-        for index, key in enumerate(keys):
-            row = self.row_of.get(key)
-            if row is None:
-                fresh.append(index)
-            else:
-                self.matrix[row] = normalised(vectors[index : index + 1])
-        if not fresh:
-            return
+        vectors = np.asarray(vectors).reshape(len(keys), self.dimension)
         start = self.rows
-        needed = start + len(fresh)
-        if needed > self.matrix.shape[0]:
-            capacity = max(MINIMUM_CAPACITY, needed, int(GROWTH * self.matrix.shape[0]))
-            grown = np.zeros((capacity, self.dimension), dtype=np.float32)
-            grown[:start] = self.matrix[:start]
-            self.matrix = grown
-            alive = np.zeros(capacity, dtype=bool)
-            alive[:start] = self.alive[:start]
-            self.alive = alive
-        block = self.matrix[start:needed]
-        block[:] = vectors[fresh]
-        block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
-        self.alive[start:needed] = True
-        for offset, index in enumerate(fresh):
-            self.keys.append(keys[index])
-            self.row_of[keys[index]] = start + offset
-        if self.dead > DEAD_SHARE_TO_REBUILD * max(self.rows, 1):
+        if start + len(keys) > len(self.alive):
+            grown = np.zeros(max(256, 2 * (start + len(keys))), dtype=bool)
+            grown[:start] = self.alive[:start]
+            self.alive = grown
+        self.alive[start : start + len(keys)] = True
+        for offset, key in enumerate(keys):
+            self.remove([key])
+            self.keys.append(key)
+            self.row_of[key] = start + offset
+        self.index.add(normalised(vectors))
+        if self.dead > DEAD_SHARE_TO_REBUILD * self.rows:
             self._rebuild()
 
     def _rebuild(self) -> None:
-        live = [row for row, key in enumerate(self.keys) if key is not None]
-        self.matrix = np.ascontiguousarray(self.matrix[live])
-        self.alive = np.ones(len(live), dtype=bool)
+        live = np.flatnonzero(self.alive[: self.rows]).astype(np.int64)
+        rebuilt = _empty_index(self.dimension)
+        for start in range(0, len(live), REBUILD_PAGE):
+            page = live[start : start + REBUILD_PAGE]
+            rebuilt.add(self.index.reconstruct_batch(page))
+        self.index = rebuilt
         self.keys = [self.keys[row] for row in live]
         self.row_of = {key: row for row, key in enumerate(self.keys)}
+        self.alive = np.ones(len(self.keys), dtype=bool)
         self.dead = 0
 
     def search(self, queries: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
         """The top_k (key, cosine) of each query, best first, ties by key."""
         live = self.rows - self.dead
-        if live == 0 or top_k <= 0:
+        if live == 0 or top_k <= 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
-        scores = normalised(queries) @ self.matrix[: self.rows].T
+        params = None
         if self.dead:
-            scores[:, ~self.alive[: self.rows]] = -np.inf
-        count = min(top_k, live)
-        results = []
-        for row_scores in scores:
-            best = np.argpartition(-row_scores, count - 1)[:count]
-            ranked = sorted(
-                ((self.keys[row], float(row_scores[row])) for row in best),
+            alive = np.packbits(self.alive[: self.rows], bitorder="little")
+            params = faiss.SearchParameters(
+                sel=faiss.IDSelectorBitmap(self.rows, faiss.swig_ptr(alive))
+            )
+        scores, rows = self.index.search(
+            normalised(queries), min(top_k, live), params=params
+        )
+        return [
+            sorted(
+                (
+                    (self.keys[row], float(score))
+                    for score, row in zip(row_scores, row_ids, strict=True)
+                    if row >= 0
+                ),
                 key=lambda hit: (-hit[1], hit[0]),
             )
-            results.append(ranked)
-        return results
+            for row_scores, row_ids in zip(scores, rows, strict=True)
+        ]
 
 
 class ResidentCache:
