@@ -123,6 +123,12 @@ BM25_B = 0.75
 # 8 us a row); in more, where it weighs little, once a field.
 REPEATS_COUNTED_UP_TO = 256
 INSTANCE_MARK = "\x01"
+# Finding the user's rows holding a term walks the user's whole partition
+# phrase (0.4 ms at 100,000 memories), once a term and field. When the user
+# holds at least this share of the index (one large user, as when one person
+# or agent is served), the partition is walked once for the rows holding any
+# term, and each term's own list, cheap to walk, is read across the index.
+LONE_USER_SHARE = 0.5
 
 
 @dataclass
@@ -136,6 +142,8 @@ class _Holding:
         default_factory=lambda: defaultdict(dict)
     )
     lengths: dict[int, int] = field(default_factory=dict)
+    # The rows are read across the index, and kept when they are in `lengths`.
+    across_index: bool = False
 
 
 def _sqlite_scores(
@@ -151,22 +159,29 @@ def _sqlite_scores(
     of the query's LTM_SEARCH_FAST_KEYWORD_TERMS words least common in everyday
     language, in each field, with their lengths, and the same formula is
     computed here: the rarer words counted as often as they repeat, the common
-    ones, which weigh little, once a field.
+    ones, which weigh little, once a field. How the rows are listed depends on
+    the user's share of the index (LONE_USER_SHARE); the scores do not.
     """
     table = "memories_memory_fts"
     user_rows = f'partition : "{partition}"'
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT documents FROM {table}_count WHERE partition = %s",  # noqa: S608
+            f"SELECT (SELECT documents FROM {table}_count WHERE partition = %s), "  # noqa: S608
+            f"(SELECT block FROM {table}_data WHERE id = 1)",
             [partition],
         )
-        row = cursor.fetchone()
-    user_total = row[0] if row else 0
+        user_total, averages = cursor.fetchone()
+    user_total = user_total or 0
     if user_total <= settings.LTM_SEARCH_EXACT_KEYWORD_MEMORIES:
         return _bm25_scores(table, user_rows, terms, context_weight, user_total)
+    index_rows, average_length = _averages(averages)
+    holding = _Holding(
+        user_total=user_total,
+        average_length=average_length,
+        across_index=user_total >= LONE_USER_SHARE * index_rows,
+    )
     terms = _rarest(terms, settings.LTM_SEARCH_FAST_KEYWORD_TERMS)
-    holding = _rows_holding(table, user_rows, terms, context_weight)
-    holding.user_total = user_total
+    _rows_holding(table, user_rows, terms, context_weight, holding)
     _count_repeats(table, user_rows, terms, context_weight, holding)
     scores: dict[int, float] = defaultdict(float)
     for index, weights in holding.weights.items():
@@ -191,35 +206,50 @@ def _rarest(terms: list[str], count: int) -> list[str]:
 
 
 def _rows_holding(
-    table: str, user_rows: str, terms: list[str], context_weight: float
-) -> _Holding:
-    """Walks of each term's list that skip to the user's rows, in one statement."""
-    arms = [f"SELECT -2, NULL, block FROM {table}_data WHERE id = 1"]  # noqa: S608
-    params: list = []
+    table: str,
+    user_rows: str,
+    terms: list[str],
+    context_weight: float,
+    holding: _Holding,
+) -> None:
+    """Each term's rows in each field, and their lengths, in one statement."""
+    # (tag, what to select, the MATCH expression). Terms are quoted by
+    # query_terms' alphabet (letters and digits only); only numbers are
+    # formatted into the SQL, every MATCH expression is bound.
+    sized = f"f.rowid, d.sz FROM {table} f JOIN {table}_docsize d ON d.id = f.rowid"
+    plain = f"rowid, NULL FROM {table}"
+    parts = []
+    if holding.across_index:
+        any_term = " OR ".join(f'"{term}"' for term in terms)
+        parts.append((-1, sized, f"{user_rows} AND {{body context}} : ({any_term})"))
     for index, term in enumerate(terms):
-        # Terms are quoted by query_terms' alphabet (letters and digits only);
-        # only numbers are formatted into the SQL, every value is bound.
         for field_number, field_name in enumerate(("body", "context")):
-            arms.append(
-                f"SELECT {2 * index + field_number}, f.rowid, d.sz "  # noqa: S608
-                f"FROM {table} f JOIN {table}_docsize d ON d.id = f.rowid "
-                f"WHERE {table} MATCH %s"
-            )
-            params.append(f'{user_rows} AND {field_name} : "{term}"')
+            tag = 2 * index + field_number
+            if holding.across_index:
+                parts.append((tag, plain, f'{field_name} : "{term}"'))
+            else:
+                parts.append((tag, sized, f'{user_rows} AND {field_name} : "{term}"'))
+    arms = [
+        f"SELECT {tag}, {selected} WHERE {table} MATCH %s"  # noqa: S608
+        for tag, selected, _ in parts
+    ]
+    params = [match for _, _, match in parts]
     with connection.cursor() as cursor:
         cursor.execute(" UNION ALL ".join(arms), params)
         rows = cursor.fetchall()
-    holding = _Holding()
     field_weights = (1.0, context_weight)
-    for tag, value, sizes in rows:
-        if tag == -2:
-            holding.average_length = _averages(sizes)[1]
-        else:
-            weights = holding.weights[tag // 2]
-            weights[value] = weights.get(value, 0.0) + field_weights[tag % 2]
-            if value not in holding.lengths:
-                holding.lengths[value] = sum(_varints(sizes))
-    return holding
+    lengths = holding.lengths
+    for tag, row, sizes in rows:
+        if tag == -1:
+            lengths[row] = sum(_varints(sizes))
+            continue
+        if holding.across_index:
+            if row not in lengths:
+                continue  # another user's
+        elif row not in lengths:
+            lengths[row] = sum(_varints(sizes))
+        weights = holding.weights[tag // 2]
+        weights[row] = weights.get(row, 0.0) + field_weights[tag % 2]
 
 
 def _bm25_scores(
@@ -289,6 +319,7 @@ def _count_repeats(
     if not rare:
         return
     arms, params = [], []
+    scope = "" if holding.across_index else f"{user_rows} AND "
     for index in rare:
         arms.append(
             f"SELECT {index}, rowid, highlight({table}, 1, %s, ''), "  # noqa: S608
@@ -298,12 +329,14 @@ def _count_repeats(
             [
                 INSTANCE_MARK,
                 INSTANCE_MARK,
-                f'{user_rows} AND {{body context}} : "{terms[index]}"',
+                f'{scope}{{body context}} : "{terms[index]}"',
             ]
         )
     with connection.cursor() as cursor:
         cursor.execute(" UNION ALL ".join(arms), params)
         for index, pk, body, context in cursor.fetchall():
+            if pk not in holding.lengths:
+                continue  # another user's
             holding.weights[index][pk] = (body or "").count(
                 INSTANCE_MARK
             ) + context_weight * (context or "").count(INSTANCE_MARK)

@@ -112,11 +112,24 @@ def _rankings(client, user_id):
     return {query: _keyword_ranked(client, user_id, query) for query in KEYWORD_QUERIES}
 
 
+# A user's rows holding each word are found by walking the user's partition
+# once a word, or, for a user holding most of the index, once in all; both ways.
+BOTH_LISTINGS = pytest.mark.parametrize(
+    "lone_user_share", [float("inf"), 0.0], ids=["per-word", "once"]
+)
+
+
 @sqlite_only
-def test_a_large_users_faster_ranking_orders_as_bm25_when_words_are_rare(client_a):
+@BOTH_LISTINGS
+def test_a_large_users_faster_ranking_orders_as_bm25_when_words_are_rare(
+    client_a, monkeypatch, lone_user_share
+):
     """Beyond LTM_SEARCH_EXACT_KEYWORD_MEMORIES the scores are computed from
     the rows rather than by bm25(); with every word in few memories, repeats
     are counted and the order is bm25()'s."""
+    from memories.search import keyword
+
+    monkeypatch.setattr(keyword, "LONE_USER_SHARE", lone_user_share)
     _import(client_a, "u1", KEYWORD_TEXTS)
     exact = _rankings(client_a, "u1")
     assert exact["green tea honey"][0].startswith("I drink green tea")
@@ -125,11 +138,47 @@ def test_a_large_users_faster_ranking_orders_as_bm25_when_words_are_rare(client_
 
 
 @sqlite_only
+@BOTH_LISTINGS
+def test_a_large_users_faster_ranking_holds_only_that_users_memories(
+    client_a, client_b, tenant_a, monkeypatch, lone_user_share
+):
+    from memories.models import Memory
+    from memories.search import keyword
+
+    monkeypatch.setattr(keyword, "LONE_USER_SHARE", lone_user_share)
+    _import(client_a, "u1", KEYWORD_TEXTS)
+    # The same words, said by another user of the tenant and by the same user
+    # id of another tenant.
+    _import(client_a, "u2", KEYWORD_TEXTS)
+    _import(client_b, "u1", KEYWORD_TEXTS)
+    own = set(
+        Memory.objects.filter(tenant=tenant_a, user_id="u1").values_list(
+            "pk", flat=True
+        )
+    )
+    exact = {
+        query: keyword.keyword_ranking(
+            tenant=tenant_a, user_id="u1", query=query, limit=100
+        )
+        for query in KEYWORD_QUERIES
+    }
+    with override_settings(LTM_SEARCH_EXACT_KEYWORD_MEMORIES=0):
+        for query in KEYWORD_QUERIES:
+            ranked = keyword.keyword_ranking(
+                tenant=tenant_a, user_id="u1", query=query, limit=100
+            )
+            assert ranked and set(ranked) <= own, query
+            assert ranked == exact[query], query
+
+
+@sqlite_only
+@BOTH_LISTINGS
 def test_beyond_the_repeat_limit_a_common_word_counts_once_a_field(
-    client_a, monkeypatch
+    client_a, monkeypatch, lone_user_share
 ):
     from memories.search import keyword
 
+    monkeypatch.setattr(keyword, "LONE_USER_SHARE", lone_user_share)
     filler = ["The weather was mild.", "The train was late.", "We took the bus."]
     _import(
         client_a,
