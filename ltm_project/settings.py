@@ -42,6 +42,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # X-Request-ID, in every log line of the request.
+    "ltm_project.logs.request_id_middleware",
+    # Times every request and answers /metrics; then /healthz and /readyz. Both
+    # before the host check, the HTTPS redirect and auth: orchestrators and
+    # Prometheus call a worker by its address, over plain HTTP, with no token.
+    "ltm_project.metrics.metrics_middleware",
+    "ltm_project.health.health_middleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and the API docs' static files under gunicorn.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -354,10 +361,39 @@ LTM_SEARCH_ASSISTANT_WEIGHT = env.float("LTM_SEARCH_ASSISTANT_WEIGHT", default=0
 # Weight of episodes (what was said) against facts (what was taken from it).
 LTM_SEARCH_EPISODE_WEIGHT = env.float("LTM_SEARCH_EPISODE_WEIGHT", default=1.0)
 
+# --- Metrics (/metrics, Prometheus) -----------------------------------------
+LTM_METRICS_ENABLED = env.bool("LTM_METRICS_ENABLED", default=True)
+# Who may read /metrics: these networks (Prometheus on the same host or in the
+# cluster's own range), or a request bearing this token.
+LTM_METRICS_NETWORKS = env.str("LTM_METRICS_NETWORKS", default="127.0.0.0/8,::1/128")
+LTM_METRICS_TOKEN = env.str("LTM_METRICS_TOKEN", default="")
+# Tenants given their own memories and users series (the rest are "other"),
+# counted at most this often.
+LTM_METRICS_TENANTS = env.int("LTM_METRICS_TENANTS", default=20)
+LTM_METRICS_TENANT_SECONDS = env.int("LTM_METRICS_TENANT_SECONDS", default=60)
+
+# "text" or "json" (one object a line, for log collectors).
+LTM_LOG_FORMAT = env.str("LTM_LOG_FORMAT", default="text")
+if LTM_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured("LTM_LOG_FORMAT is 'text' or 'json'.")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "ltm_project.logs.RequestIdFilter"}},
+    "formatters": {
+        "text": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+        },
+        "json": {"()": "ltm_project.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": LTM_LOG_FORMAT,
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LTM_LOG_LEVEL", "INFO")},
     # It logs every call at INFO, and a traceback before re-raising what we handle.
     "loggers": {

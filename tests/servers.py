@@ -91,10 +91,11 @@ def fresh_database(data_dir: Path):
 
 
 @contextmanager
-def gunicorn(env: dict, *, workers: int = 2):
+def gunicorn(env: dict, *, workers: int = 2, log_path: Path | None = None):
     """gunicorn serving the service until the block ends; its base URL once the
-    schema answers (the workers have loaded)."""
+    schema answers (the workers have loaded). Its output goes to `log_path`."""
     port = free_port()
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         [
             sys.executable,
@@ -110,8 +111,8 @@ def gunicorn(env: dict, *, workers: int = 2):
         ],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -128,3 +129,5 @@ def gunicorn(env: dict, *, workers: int = 2):
     finally:
         process.terminate()
         process.wait(timeout=30)
+        if log_path:
+            log.close()

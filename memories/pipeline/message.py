@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from accounts.services import usage_record
 from memories.models import Memory, Message
+from memories.observability import count_model_calls
 from memories.outbox import vector_operations_retry, vector_sync_batch
 from memories.pipeline.apply import EpisodeDraft, MemoryChange, apply
 from memories.pipeline.context import (
@@ -103,6 +104,7 @@ def _related(hits: list[SearchHit]) -> list[SearchHit]:
 
 
 def record_usage(tenant: Tenant, calls: list) -> None:
+    count_model_calls(calls)
     usage_record(
         tenant=tenant,
         calls=len(calls),

@@ -340,7 +340,11 @@ def get_embedder() -> Embedder:
     if _embedder is None:
         with _embedder_lock:
             if _embedder is None:
-                _embedder = build_embedder()
+                from memories.observability import TimedEmbedder
+
+                _embedder = TimedEmbedder(
+                    build_embedder(), provider=settings.LTM_EMBEDDINGS_PROVIDER
+                )
     return _embedder
 
 

@@ -76,8 +76,13 @@ def get_vector_store() -> VectorStore:
         embedder = get_embedder()
         with _lock:
             if _store is None:
-                _store = build_vector_store(
-                    dimension=embedder.dimension, model_name=embedder.model_name
+                from memories.observability import TimedVectorStore
+
+                _store = TimedVectorStore(
+                    build_vector_store(
+                        dimension=embedder.dimension, model_name=embedder.model_name
+                    ),
+                    store=settings.LTM_VECTOR_STORE,
                 )
     return _store
 

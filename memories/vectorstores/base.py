@@ -108,6 +108,10 @@ class VectorStore(Protocol):
         """Raise if the store cannot serve the configured embedder."""
         ...
 
+    def ping(self) -> None:
+        """One cheap read; raises VectorStoreError when the store cannot answer."""
+        ...
+
     def compact(self) -> None:
         """Drop what deleted vectors left in the store's files (journals)."""
         ...

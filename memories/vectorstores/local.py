@@ -184,6 +184,12 @@ class LocalVectorStore:
         """Start-up check: the file holds vectors of the configured model."""
         self._check_model()
 
+    def ping(self) -> None:
+        try:
+            self._connection().execute("SELECT last FROM sequence").fetchone()
+        except sqlite3.Error as exc:
+            raise VectorStoreError(f"Local vector store read failed: {exc}") from exc
+
     def compact(self) -> None:
         """Copy the WAL into the file and empty it.
 

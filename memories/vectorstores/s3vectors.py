@@ -280,6 +280,9 @@ class S3VectorsStore:
             name = index["indexName"]
             self._check_index(self._call("get_index", indexName=name)["index"])
 
+    def ping(self) -> None:
+        self._call("get_vector_bucket")
+
     # -- keys and metadata -------------------------------------------------
     def _physical_key(self, namespace: Namespace, key: str) -> str:
         prefix = (

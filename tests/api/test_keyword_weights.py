@@ -167,7 +167,8 @@ def test_a_large_users_faster_ranking_holds_only_that_users_memories(
             ranked = keyword.keyword_ranking(
                 tenant=tenant_a, user_id="u1", query=query, limit=100
             )
-            assert ranked and set(ranked) <= own, query
+            assert ranked, query
+            assert set(ranked) <= own, query
             assert ranked == exact[query], query
 
 
