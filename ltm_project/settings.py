@@ -361,6 +361,45 @@ LTM_SEARCH_ASSISTANT_WEIGHT = env.float("LTM_SEARCH_ASSISTANT_WEIGHT", default=0
 # Weight of episodes (what was said) against facts (what was taken from it).
 LTM_SEARCH_EPISODE_WEIGHT = env.float("LTM_SEARCH_EPISODE_WEIGHT", default=1.0)
 
+# --- Background work (Celery) ------------------------------------------------
+# A broker (redis://..., amqp://...) sends background work to workers started
+# with `celery -A ltm_project worker`. Empty: every task runs at once in the
+# process that asks for it (no broker, no worker: the embedded default).
+LTM_BROKER_URL = env.str("LTM_BROKER_URL", default="")
+CELERY_BROKER_URL = LTM_BROKER_URL or "memory://"
+# The queue this deployment's tasks go to (several deployments can share a broker).
+LTM_TASK_QUEUE = env.str("LTM_TASK_QUEUE", default="ltm")
+CELERY_TASK_DEFAULT_QUEUE = LTM_TASK_QUEUE
+CELERY_TASK_ALWAYS_EAGER = not LTM_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged when done: a worker that dies mid-task leaves it to
+# another. Every task is idempotent.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A request that cannot hand work to the broker gives up in about a second and
+# does the work itself, rather than hanging.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 2, "socket_connect_timeout": 1}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+# Run with `celery -A ltm_project worker --beat` (one worker only): outbox
+# entries no task finished, applied once their backoff is over.
+LTM_OUTBOX_SWEEP_SECONDS = env.int("LTM_OUTBOX_SWEEP_SECONDS", default=60)
+CELERY_BEAT_SCHEDULE = {
+    "vector-outbox-sweep": {
+        "task": "memories.tasks.sweep_vector_operations",
+        "schedule": float(LTM_OUTBOX_SWEEP_SECONDS),
+    }
+}
+
 # --- Metrics (/metrics, Prometheus) -----------------------------------------
 LTM_METRICS_ENABLED = env.bool("LTM_METRICS_ENABLED", default=True)
 # Who may read /metrics: these networks (Prometheus on the same host or in the

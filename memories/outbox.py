@@ -5,8 +5,9 @@ Every change to a memory writes, in its transaction, an outbox entry
 is put if the row is active and deleted if not, idempotent by key. No lock or
 transaction is held while the store is called: the entries are claimed first,
 then written, then marked. An entry left pending (the store failed, the process
-died) is applied again later, after a backoff: a few at the start of the
-tenant's next requests, the rest by sync_vectors.
+died) is applied again later, after a backoff: by the relay task's retries and the
+worker's sweep with a broker (memories/tasks.py), else a few at the start of
+the tenant's next requests; sync_vectors applies the rest.
 """
 
 import logging
@@ -21,6 +22,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from accounts.models import Tenant
 from memories.models import Memory, VectorOperation
@@ -36,13 +38,24 @@ VECTOR_APPLY_CHUNK = 1000
 
 
 def _apply_after_commit(operation_ids: list[int]) -> None:
-    def apply() -> None:
+    def relay() -> None:
+        from memories.tasks import relay_vector_operations
+
         # In chunks: one transaction of row locks per chunk, however big the write.
         for start in range(0, len(operation_ids), VECTOR_APPLY_CHUNK):
             chunk = operation_ids[start : start + VECTOR_APPLY_CHUNK]
-            vector_operations_apply(operation_ids=chunk, limit=len(chunk))
+            try:
+                relay_vector_operations.delay(chunk)
+            except OperationalError as exc:
+                logger.warning(
+                    "The broker did not take %d vector operation(s) (%s); "
+                    "applying them here.",
+                    len(chunk),
+                    exc,
+                )
+                vector_operations_apply(operation_ids=chunk, limit=len(chunk))
 
-    transaction.on_commit(apply, robust=True)
+    transaction.on_commit(relay, robust=True)
 
 
 @contextmanager
@@ -192,7 +205,7 @@ def _store_write(memories: list[Memory]) -> None:
         store.compact()
 
 
-def _backoff(attempts: int) -> int:
+def backoff_seconds(attempts: int) -> int:
     return RETRY_BACKOFF_SECONDS[min(max(attempts, 1), len(RETRY_BACKOFF_SECONDS)) - 1]
 
 
@@ -200,7 +213,7 @@ def _release_failed(claim: _Claim, exc: Exception) -> None:
     now = timezone.now()
     entries = list(VectorOperation.objects.filter(claim_token=claim.token))
     for entry in entries:
-        wait = _backoff(entry.attempts + 1)
+        wait = backoff_seconds(entry.attempts + 1)
         entry.attempts += 1
         entry.last_error = str(exc)[:2000]
         entry.retry_after = now + timedelta(seconds=wait)
@@ -217,7 +230,7 @@ def _release_failed(claim: _Claim, exc: Exception) -> None:
         len(entries),
         len(claim.memories),
         attempts,
-        _backoff(attempts),
+        backoff_seconds(attempts),
         exc,
     )
 
@@ -282,9 +295,12 @@ def vector_operations_apply(
 
 
 def vector_operations_retry(*, tenant: Tenant) -> int:
-    """Apply a few of a tenant's outbox entries left pending by an earlier
-    failure, those whose backoff is over: a request never carries the backlog
-    (sync_vectors and reconcile_vectors do)."""
+    """Without a broker, apply a few of a tenant's outbox entries left pending
+    by an earlier failure, those whose backoff is over: a request never carries
+    the backlog (sync_vectors and reconcile_vectors do). With one, the relay
+    task retries and the sweep takes what it gave up."""
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        return 0
     if not VectorOperation.objects.filter(
         tenant=tenant, applied_at__isnull=True
     ).exists():
