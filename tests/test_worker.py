@@ -16,10 +16,25 @@ from tests.servers import ROOT, create_tenant, fresh_database, gunicorn, service
 from tests.test_metrics import samples, value
 
 REDIS_URL = os.environ.get("LTM_TEST_REDIS_URL", "")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not REDIS_URL, reason="set LTM_TEST_REDIS_URL to a Redis"),
-]
+RABBITMQ_URL = os.environ.get("LTM_TEST_RABBITMQ_URL", "")
+pytestmark = pytest.mark.slow
+BROKERS = pytest.mark.parametrize(
+    "broker",
+    [
+        pytest.param(
+            REDIS_URL,
+            id="redis",
+            marks=pytest.mark.skipif(not REDIS_URL, reason="set LTM_TEST_REDIS_URL"),
+        ),
+        pytest.param(
+            RABBITMQ_URL,
+            id="rabbitmq",
+            marks=pytest.mark.skipif(
+                not RABBITMQ_URL, reason="set LTM_TEST_RABBITMQ_URL"
+            ),
+        ),
+    ],
+)
 
 
 @contextmanager
@@ -76,12 +91,12 @@ def wait_for(condition, seconds: float = 60) -> None:
 
 
 @pytest.fixture
-def service(tmp_path):
+def service(tmp_path, broker):
     with fresh_database(tmp_path) as database:
         env = service_env(
             tmp_path,
             database,
-            LTM_BROKER_URL=REDIS_URL,
+            LTM_BROKER_URL=broker,
             # A queue of this test's own: nothing left by another run is taken.
             LTM_TASK_QUEUE=f"ltm-test-{secrets.token_hex(4)}",
         )
@@ -90,6 +105,7 @@ def service(tmp_path):
             yield env, base, token
 
 
+@BROKERS
 def test_the_vector_relay_runs_in_the_worker_after_commit(service, tmp_path):
     env, base, token = service
     said = {"userId": "u1", "message": "I keep bees on the roof in Porto."}
