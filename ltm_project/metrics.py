@@ -38,6 +38,10 @@ METRICS_PATH = "/metrics"
 
 # A *_created sample per series doubles the answer and says little.
 disable_created_metrics()
+# Every process writes its series there (gunicorn's workers, Celery's): the
+# directory must exist before the first one is counted.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 # Seconds; up to the request time budget and past it.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

@@ -397,8 +397,17 @@ CELERY_BEAT_SCHEDULE = {
     "vector-outbox-sweep": {
         "task": "memories.tasks.sweep_vector_operations",
         "schedule": float(LTM_OUTBOX_SWEEP_SECONDS),
-    }
+    },
+    "pending-messages-sweep": {
+        "task": "memories.tasks.sweep_pending_messages",
+        "schedule": float(LTM_OUTBOX_SWEEP_SECONDS),
+    },
 }
+# "sync": /message remembers, then replies. "async" (needs LTM_BROKER_URL):
+# /message recalls and replies; a worker remembers, each user's messages in order.
+LTM_MEMORY_MODE = env.str("LTM_MEMORY_MODE", default="sync")
+if LTM_MEMORY_MODE not in ("sync", "async"):
+    raise ImproperlyConfigured("LTM_MEMORY_MODE is 'sync' or 'async'.")
 
 # --- Metrics (/metrics, Prometheus) -----------------------------------------
 LTM_METRICS_ENABLED = env.bool("LTM_METRICS_ENABLED", default=True)

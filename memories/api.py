@@ -43,6 +43,7 @@ from memories.serializers import (
     MemoryPageSerializer,
     MessageInputSerializer,
     MessageOutputSerializer,
+    MessageStatusSerializer,
     SearchInputSerializer,
     SearchOutputSerializer,
     UserErasureSerializer,
@@ -192,9 +193,45 @@ class MessageViewSet(viewsets.ViewSet):
                 "deleted": _changes(outcome.changes, Op.DELETE),
                 "episodes": outcome.episodes,
                 "usage": outcome.calls,
+                "memoryUpdate": outcome.message.memory_update,
             }
         )
         return Response(output.data, status=status.HTTP_200_OK)
+
+
+class MessageStatusViewSet(viewsets.ViewSet):
+    """Whether a message is in the user's memories yet (async memory)."""
+
+    lookup_field = "messageId"
+    lookup_value_regex = r"[0-9]+"
+
+    @extend_schema(
+        summary="A message's memory update",
+        description="With LTM_MEMORY_MODE=async, POST /message answers before its "
+        "memories are written; this says when they are, and which they are.",
+        parameters=[
+            OpenApiParameter(
+                "messageId",
+                OpenApiTypes.INT,
+                OpenApiParameter.PATH,
+                description="As POST /message returned it.",
+            )
+        ],
+        responses={
+            200: MessageStatusSerializer,
+            404: OpenApiResponse(
+                ErrorSerializer,
+                description="not_found: no such message for this tenant.",
+            ),
+            **{code: _ERRORS[code] for code in (401, 429)},
+        },
+        tags=["memory"],
+    )
+    def retrieve(self, request, messageId=None):  # noqa: N803 - the URL's name
+        message = selectors.message_status(tenant=request.user, public_id=messageId)
+        if message is None:
+            raise NotFound("No such message.")
+        return Response(MessageStatusSerializer(message).data)
 
 
 class ForgetViewSet(viewsets.ViewSet):

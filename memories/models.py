@@ -36,9 +36,22 @@ class Message(models.Model):
         MESSAGE = "message"
         FORGET = "forget"
 
+    class MemoryUpdate(models.TextChoices):
+        """Whether what the message says is in the user's memories yet."""
+
+        DONE = "done"
+        # LTM_MEMORY_MODE=async: answered, its memories waiting for a worker.
+        PENDING = "pending"
+        # A worker has claimed it, until `memory_claimed_until`.
+        WORKING = "working"
+
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     user_id = models.CharField(max_length=255)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MESSAGE)
+    memory_update = models.CharField(
+        max_length=16, choices=MemoryUpdate.choices, default=MemoryUpdate.DONE
+    )
+    memory_claimed_until = models.DateTimeField(null=True, blank=True)
     role = models.CharField(max_length=32, default="user")
     # Who said it, when a conversation between named people is imported.
     speaker = models.CharField(max_length=100, blank=True)
@@ -54,7 +67,15 @@ class Message(models.Model):
     objects = TenantScopedQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["tenant", "user_id", "sent_at"])]
+        indexes = [
+            models.Index(fields=["tenant", "user_id", "sent_at"]),
+            # A user's messages still to remember, in order (async memory).
+            models.Index(
+                fields=["tenant", "user_id", "id"],
+                condition=~models.Q(memory_update="done"),
+                name="message_memory_not_done",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "user_id", "client_message_id"],

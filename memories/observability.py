@@ -5,6 +5,7 @@ outbox's backlog and the memories and users of the largest tenants."""
 import time
 from datetime import timedelta
 
+from amqp.exceptions import ChannelError, NotFound
 from django.conf import settings
 from django.db.models import Count, Min
 from django.utils import timezone
@@ -133,7 +134,35 @@ class StateCollector:
         oldest = pending["oldest"]
         age.add_metric([], (timezone.now() - oldest).total_seconds() if oldest else 0.0)
         yield age
+        yield from _queue_series()
         yield from _tenant_series(Memory)
+
+
+def _queue_series():
+    """Tasks waiting in this deployment's queue on the broker (none without one)."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    from ltm_project.celery import app
+
+    depth = GaugeMetricFamily(
+        "ltm_task_queue_depth",
+        "Tasks waiting in the broker's queue for a worker (-1: the broker did "
+        "not answer).",
+        labels=["queue"],
+    )
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    try:
+        with app.connection_for_read() as connection:
+            waiting = connection.default_channel.queue_declare(
+                queue=queue, passive=True
+            ).message_count
+    except (NotFound, ChannelError) as exc:
+        # No such queue (404): none was sent to it yet, or Redis emptied it.
+        waiting = 0 if str(getattr(exc, "reply_code", "")) == "404" else -1
+    except Exception:  # noqa: BLE001 - a scrape never fails for the broker
+        waiting = -1
+    depth.add_metric([queue], waiting)
+    yield depth
 
 
 _tenants_cache: dict = {"at": None, "rows": []}

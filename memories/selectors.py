@@ -7,6 +7,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from accounts.models import Tenant
 from memories.models import Memory, Message
 from memories.providers.embeddings import get_embedder
+from memories.public_ids import message_pk
 from memories.search import SearchFilters, SearchHit, memory_search
 
 
@@ -68,3 +69,23 @@ def tenant_memory_counts(*, tenant: Tenant) -> dict[str, int]:
 def tenant_message_count(*, tenant: Tenant) -> int:
     """How many messages a tenant's end users have sent (forget requests too)."""
     return Message.objects.for_tenant(tenant).count()
+
+
+def message_status(*, tenant: Tenant, public_id) -> Message | None:
+    """A tenant's message by the id its client was given, with the active
+    memories that came from it (`memories_made`); None when there is none."""
+    try:
+        pk = message_pk(int(public_id))
+    except (TypeError, ValueError):
+        return None
+    message = Message.objects.filter(
+        tenant=tenant, pk=pk, kind=Message.Kind.MESSAGE
+    ).first()
+    if message is None:
+        return None
+    message.memories_made = list(
+        Memory.objects.filter(
+            tenant=tenant, source_message=message, status=Memory.Status.ACTIVE
+        ).order_by("id")
+    )
+    return message

@@ -263,6 +263,30 @@ class MessageOutputSerializer(serializers.Serializer):
         help_text="Language-model calls made for this message and their tokens "
         "(empty with the offline provider).",
     )
+    memoryUpdate = serializers.ChoiceField(  # noqa: N815
+        choices=["done", "pending", "working"],
+        help_text="'done': added, updated, deleted and episodes say what this "
+        "message changed. 'pending' (LTM_MEMORY_MODE=async): a worker remembers "
+        "it after this answer, after the user's earlier messages; they are then "
+        "empty, and GET /api/v1/messages/{messageId} tells when it is done.",
+    )
+
+
+class MessageStatusSerializer(serializers.Serializer):
+    messageId = PublicMessageIdField(source="pk")  # noqa: N815
+    userId = StrictCharField(source="user_id")  # noqa: N815
+    sentAt = serializers.DateTimeField(source="sent_at")  # noqa: N815
+    memoryUpdate = serializers.ChoiceField(  # noqa: N815
+        source="memory_update",
+        choices=["done", "pending", "working"],
+        help_text="Whether what the message says is in the user's memories yet: "
+        "'pending' waits for a worker, 'working' is being remembered.",
+    )
+    memories = MemoryOutputSerializer(
+        source="memories_made",
+        many=True,
+        help_text="The active memories that came from this message.",
+    )
 
 
 class ForgetOutputSerializer(serializers.Serializer):

@@ -29,3 +29,45 @@ def relay_vector_operations(self, operation_ids: list[int]) -> int:
 def sweep_vector_operations() -> int:
     """Outbox entries whose relay gave up or never ran, once their backoff is over."""
     return vector_operations_apply(due_only=True)
+
+
+# Waits, in seconds, while a user's earlier message is still being remembered.
+ORDER_WAIT_SECONDS = 1
+ORDER_WAITS = 600
+
+
+@shared_task(bind=True, max_retries=ORDER_WAITS, acks_late=True)
+def remember_message(self, message_id: int) -> str:
+    """Async memory: remember a message, after its user's earlier ones."""
+    from memories.pipeline.pending import Remembering, remember_pending
+
+    outcome = remember_pending(message_id)
+    if outcome is Remembering.BUSY:
+        # Another worker holds an earlier message of this user (or this one):
+        # this one waits its turn; a claim a dead worker left expires.
+        raise self.retry(countdown=ORDER_WAIT_SECONDS)
+    return outcome.value
+
+
+@shared_task(acks_late=True)
+def sweep_pending_messages() -> int:
+    """Messages still pending a while after they came (their task was lost,
+    or the broker did not take it), handed to a worker again."""
+    from datetime import timedelta
+
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from memories.models import Message
+
+    now = timezone.now()
+    stale = Message.objects.filter(
+        Q(
+            memory_update=Message.MemoryUpdate.PENDING,
+            created_at__lt=now - timedelta(minutes=1),
+        )
+        | Q(memory_update=Message.MemoryUpdate.WORKING, memory_claimed_until__lt=now)
+    ).values_list("pk", flat=True)[:1000]
+    for message_id in stale:
+        remember_message.delay(message_id)
+    return len(stale)

@@ -1,7 +1,13 @@
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from memories.api import ForgetViewSet, MemoryViewSet, MessageViewSet, UserViewSet
+from memories.api import (
+    ForgetViewSet,
+    MemoryViewSet,
+    MessageStatusViewSet,
+    MessageViewSet,
+    UserViewSet,
+)
 
 
 class _Router(SimpleRouter):
@@ -41,4 +47,5 @@ def build_router(*, with_memories: bool) -> SimpleRouter:
     router.register("forget", ForgetViewSet, basename="forget")
     if with_memories:
         router.register("memories", MemoryViewSet, basename="memory")
+        router.register("messages", MessageStatusViewSet, basename="message-status")
     return router

@@ -38,7 +38,7 @@ BROKERS = pytest.mark.parametrize(
 
 
 @contextmanager
-def celery_worker(env: dict, log_path):
+def celery_worker(env: dict, log_path, *, concurrency: int = 1):
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [
@@ -49,7 +49,9 @@ def celery_worker(env: dict, log_path):
                 "ltm_project",
                 "worker",
                 "--pool",
-                "solo",
+                "solo" if concurrency == 1 else "prefork",
+                "--concurrency",
+                str(concurrency),
                 "--without-gossip",
                 "--without-mingle",
                 "--loglevel",
@@ -114,9 +116,12 @@ def test_the_vector_relay_runs_in_the_worker_after_commit(service, tmp_path):
     # No worker yet: the rows are committed, their vectors wait in the queue.
     time.sleep(1)
     assert outbox_pending(base) >= 1
+    queue = {"queue": env["LTM_TASK_QUEUE"]}
+    assert value(samples(call(base, "/metrics")), "ltm_task_queue_depth", **queue) == 1
 
     with celery_worker(env, tmp_path / "worker.log"):
         wait_for(lambda: outbox_pending(base) == 0)
+    assert value(samples(call(base, "/metrics")), "ltm_task_queue_depth", **queue) == 0
 
     found = call(
         base, "/api/v1/memories/search", token, {"userId": "u1", "query": "bees"}
@@ -141,3 +146,88 @@ def test_a_request_does_the_relay_itself_when_the_broker_is_down(tmp_path):
             assert answer["episodes"]
             assert outbox_pending(base) == 0
     assert took < 10
+
+
+@contextmanager
+def async_service(tmp_path):
+    with fresh_database(tmp_path) as database:
+        env = service_env(
+            tmp_path,
+            database,
+            LTM_BROKER_URL=REDIS_URL,
+            LTM_TASK_QUEUE=f"ltm-test-{secrets.token_hex(4)}",
+            LTM_MEMORY_MODE="async",
+        )
+        token = create_tenant(env)
+        with gunicorn(env, workers=2) as base:
+            yield env, base, token
+
+
+def facts_recalled(base: str, token: str, question: str) -> list[str]:
+    answer = call(base, "/api/v1/message", token, {"userId": "u1", "message": question})
+    return [hit["text"] for hit in answer["recalled"] if hit["kind"] == "fact"]
+
+
+def memory_update(base: str, token: str, message_id: int) -> str:
+    return call(base, f"/api/v1/messages/{message_id}", token)["memoryUpdate"]
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="set LTM_TEST_REDIS_URL")
+def test_async_memory_answers_first_and_workers_remember_each_users_messages_in_order(
+    tmp_path,
+):
+    said = ["I live in Porto.", "I moved to Lisbon last month.", "I moved to Madrid."]
+    with async_service(tmp_path) as (env, base, token):
+        answers = [
+            call(base, "/api/v1/message", token, {"userId": "u1", "message": text})
+            for text in said
+        ]
+        # Answered before anything was remembered: no worker runs yet.
+        for answer in answers:
+            assert answer["reply"]
+            assert answer["memoryUpdate"] == "pending"
+            assert answer["added"] == answer["episodes"] == []
+        assert memory_update(base, token, answers[-1]["messageId"]) == "pending"
+
+        # Two worker processes take the three tasks at once; each user's
+        # messages are still remembered one after the other, in order.
+        with celery_worker(env, tmp_path / "worker.log", concurrency=2):
+            wait_for(
+                lambda: all(
+                    memory_update(base, token, answer["messageId"]) == "done"
+                    for answer in answers
+                )
+            )
+        status = call(base, f"/api/v1/messages/{answers[0]['messageId']}", token)
+        assert [memory["kind"] for memory in status["memories"]] == ["episode"]
+        # A later message sees the updates: one home, the last said.
+        assert facts_recalled(base, token, "Where do I live?") == ["I moved to Madrid."]
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="set LTM_TEST_REDIS_URL")
+def test_a_forget_request_first_remembers_what_the_user_said_before_it(tmp_path):
+    with async_service(tmp_path) as (env, base, token):
+        told = call(
+            base,
+            "/api/v1/message",
+            token,
+            {"userId": "u1", "message": "I live in Porto."},
+        )
+        assert told["memoryUpdate"] == "pending"
+
+        forgot = call(
+            base,
+            "/api/v1/forget",
+            token,
+            {"userId": "u1", "message": "Forget where I live."},
+        )
+
+        assert forgot["forgotten"], forgot
+        assert memory_update(base, token, told["messageId"]) == "done"
+        # The task the broker still holds finds nothing left to remember.
+        with celery_worker(env, tmp_path / "worker.log"):
+            time.sleep(3)
+        found = call(
+            base, "/api/v1/memories/search", token, {"userId": "u1", "query": "Porto"}
+        )
+        assert [hit for hit in found["hits"] if hit["kind"] == "fact"] == []

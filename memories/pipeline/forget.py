@@ -16,6 +16,7 @@ from memories.outbox import vector_operations_retry, vector_sync_batch
 from memories.pipeline.apply import MemoryChange
 from memories.pipeline.decide import Op
 from memories.pipeline.message import memory_view, record_usage
+from memories.pipeline.pending import remember_users_pending
 from memories.providers.embeddings import get_embedder
 from memories.providers.llm import MemoryView, get_language_model
 from memories.search import SearchHit, active_rows, keyword_ranking
@@ -28,6 +29,9 @@ from memories.writes import Actor, memories_forget, user_write_lock
 
 # Memories ranked for a request, and keyword matches looked at beyond them.
 FORGET_CANDIDATES = 50
+# How long a forget request waits for a worker remembering the user's earlier
+# messages (async memory) before it answers 503 and forgets nothing.
+FORGET_WAITS_FOR_MEMORY_SECONDS = 10
 KEYWORD_MATCHES = 1000
 
 # "Forget everything you know about me", "delete all my data", "forget me".
@@ -68,6 +72,10 @@ def forget_handle(
 ) -> ForgetOutcome:
     """Forget the memories a natural-language request refers to."""
     vector_operations_retry(tenant=tenant)
+    # What the user said before this request must be in memory to be forgotten.
+    remember_users_pending(
+        tenant=tenant, user_id=user_id, wait_seconds=FORGET_WAITS_FOR_MEMORY_SECONDS
+    )
     if asks_for_everything(text):
         report = user_data_forget(tenant=tenant, user_id=user_id)
         storage_compact()

@@ -1,5 +1,6 @@
 """One message of an end user: recall, remember (facts and its episode), reply."""
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -7,6 +8,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from accounts.models import Tenant
 from accounts.services import usage_record
@@ -27,6 +29,7 @@ from memories.pipeline.decide import (
     decide_rules,
 )
 from memories.pipeline.embedding import embed_all, message_passages
+from memories.pipeline.pending import memory_is_async, remember_pending
 from memories.providers.llm import (
     ExtractedFact,
     LanguageModel,
@@ -36,6 +39,8 @@ from memories.providers.llm import (
 from memories.search import SearchHit
 from memories.selectors import memory_recall
 from memories.writes import Actor, context_add, memory_digest, user_write_lock
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -178,11 +183,20 @@ def message_recall(
     )
 
 
+class MessageGone(Exception):
+    """The message a worker was remembering was erased, or its claim taken over."""
+
+
 def message_remember(
-    recall: Recall, *, calls: list, actor: str = Actor.API
+    recall: Recall,
+    *,
+    calls: list,
+    actor: str = Actor.API,
+    message: Message | None = None,
 ) -> Remembered:
     """Store a recalled message: the episode (its passages) beside the facts the
-    rules or the language model take from it. The model's calls go to `calls`."""
+    rules or the language model take from it. The model's calls go to `calls`.
+    `message`: the message row a worker claimed, already stored (async memory)."""
     tenant, user_id = recall.tenant, recall.user_id
     text, sent_at = recall.text, recall.sent_at
     llm, passages, facts = recall.llm, recall.passages, recall.facts
@@ -219,9 +233,17 @@ def message_remember(
         fact_vectors = recall.vectors[1 + len(passages) :]
     with transaction.atomic(), vector_sync_batch():
         user_write_lock(tenant_id=tenant.pk, user_id=user_id)
-        message = Message.objects.create(
-            tenant=tenant, user_id=user_id, text=text, sent_at=sent_at
-        )
+        if message is None:
+            message = Message.objects.create(
+                tenant=tenant, user_id=user_id, text=text, sent_at=sent_at
+            )
+        elif not Message.objects.filter(
+            pk=message.pk,
+            memory_update=Message.MemoryUpdate.WORKING,
+            memory_claimed_until=message.memory_claimed_until,
+        ).update(memory_update=Message.MemoryUpdate.DONE, memory_claimed_until=None):
+            # Erased meanwhile, or its claim expired and was taken: nothing here.
+            raise MessageGone(message.pk)
         before = messages_before(
             tenant=tenant, user_id=user_id, first=message, exclude=[message.pk]
         )
@@ -282,6 +304,8 @@ def message_handle(
     """
     calls: list = []
     recall = message_recall(tenant=tenant, user_id=user_id, text=text, sent_at=sent_at)
+    if memory_is_async():
+        return _answer_then_remember(recall, calls=calls)
     remembered = message_remember(recall, calls=calls, actor=actor)
     reply = recall.llm.reply(
         message=text,
@@ -300,6 +324,68 @@ def message_handle(
         episodes=remembered.episodes,
         calls=calls,
     )
+
+
+def _answer_then_remember(recall: Recall, *, calls: list) -> MessageOutcome:
+    """Async memory: store the message as pending, hand it to a worker, reply
+    with what was recalled. A broker that does not take it leaves it to be
+    remembered here, at once."""
+    from memories.tasks import remember_message
+
+    message = Message.objects.create(
+        tenant=recall.tenant,
+        user_id=recall.user_id,
+        text=recall.text,
+        sent_at=recall.sent_at,
+        memory_update=Message.MemoryUpdate.PENDING,
+    )
+    changes, episodes = [], []
+    try:
+        remember_message.delay(message.pk)
+    except OperationalError as exc:
+        logger.warning(
+            "The broker did not take message %s (%s); remembering it here.",
+            message.pk,
+            exc,
+        )
+        remember_pending(message.pk)
+        message.refresh_from_db()
+    reply = recall.llm.reply(
+        message=recall.text,
+        recalled=[memory_view(hit) for hit in recall.recalled],
+        remembered=[],
+        calls=calls,
+    )
+    record_usage(recall.tenant, calls)
+    return MessageOutcome(
+        message=message,
+        reply=reply,
+        recalled=recall.recalled,
+        changes=changes,
+        episodes=episodes,
+        calls=calls,
+    )
+
+
+def remember_claimed(message: Message) -> Remembered | None:
+    """A worker's part of async memory: recall for the claimed message as the
+    user's memories are now (its earlier messages remembered), then remember it."""
+    calls: list = []
+    recall = message_recall(
+        tenant=message.tenant,
+        user_id=message.user_id,
+        text=message.text,
+        sent_at=message.sent_at,
+    )
+    try:
+        remembered = message_remember(recall, calls=calls, message=message)
+    except MessageGone:
+        logger.info(
+            "Message %s was erased or taken over before it was remembered.", message.pk
+        )
+        remembered = None
+    record_usage(message.tenant, calls)
+    return remembered
 
 
 def _plan_operations(*, tenant, user_id, plan, vectors, related, said):

@@ -335,10 +335,18 @@ def _purge_messages(*, tenant: Tenant, user_id: str, batch_size: int) -> int:
     for batch in _pages_in_time_order(messages, "sent_at", batch_size):
         purged += (
             Message.objects.filter(pk__in=batch)
-            .filter(MESSAGE_HOLDS_TEXT | Q(redacted_at__isnull=True))
+            .filter(
+                MESSAGE_HOLDS_TEXT
+                | Q(redacted_at__isnull=True)
+                | ~Q(memory_update=Message.MemoryUpdate.DONE)
+            )
             .update(
                 text="",
                 speaker="",
+                # Nothing of it is left to remember (async memory): a worker
+                # that claimed it finds its claim gone and writes nothing.
+                memory_update=Message.MemoryUpdate.DONE,
+                memory_claimed_until=None,
                 # A message redacted earlier keeps the time it was.
                 redacted_at=Coalesce(
                     F("redacted_at"), Value(now, output_field=DateTimeField())

@@ -122,3 +122,24 @@ def test_users_of_one_tenant_do_not_share_memories(client_a):
         "recalled"
     ]
     assert recalled == []
+
+
+def test_a_messages_memory_update_is_read_by_its_tenant_only(client_a, client_b):
+    sent = post_message(client_a, "u1", "I keep bees on the roof.").json()
+    assert sent["memoryUpdate"] == "done"
+
+    status = client_a.get(f"/api/v1/messages/{sent['messageId']}")
+
+    assert status.status_code == 200
+    body = status.json()
+    assert body["memoryUpdate"] == "done"
+    assert body["userId"] == "u1"
+    assert sorted(memory["kind"] for memory in body["memories"]) == ["episode", "fact"]
+    # Another tenant gets not_found for the same id, as for an id that never was.
+    for client, message_id in (
+        (client_b, sent["messageId"]),
+        (client_a, sent["messageId"] ^ 1),
+    ):
+        missing = client.get(f"/api/v1/messages/{message_id}")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
