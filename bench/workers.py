@@ -156,6 +156,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2)
     parser.add_argument("--backlog-users", type=int, default=30)
     parser.add_argument("--searches", type=int, default=300)
+    parser.add_argument(
+        "--parts", default="latency,throughput,metrics", help="which to measure"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ltm-workers-"))
     print(f"machine: {machine.describe()}; SQLite; broker {args.broker}", flush=True)
@@ -163,8 +166,9 @@ def main() -> None:
     fake.chat_responder = scripted_answer
     fake.delay_seconds = args.model_seconds
 
+    parts = set(args.parts.split(","))
     lags: list[float] = []
-    for mode in ("sync", "async"):
+    for mode in ("sync", "async") if "latency" in parts else ():
         with service(root, mode, fake, args, LTM_MEMORY_MODE=mode) as (
             env, base, token, data_dir
         ):  # fmt: skip
@@ -178,13 +182,14 @@ def main() -> None:
             f"call, {len(seconds)} messages: {milliseconds(seconds)}",
             flush=True,
         )
-    print(
-        f"outbox lag, commit to vector written by the relay task "
-        f"({len(lags)} entries, both modes): {milliseconds(lags)}",
-        flush=True,
-    )
+    if lags:
+        print(
+            f"outbox lag, commit to vector written by the relay task "
+            f"({len(lags)} entries, both modes): {milliseconds(lags)}",
+            flush=True,
+        )
 
-    for concurrency in (1, 2, 4):
+    for concurrency in (1, 2, 4) if "throughput" in parts else ():
         name = f"backlog-{concurrency}"
         with service(root, name, fake, args, LTM_MEMORY_MODE="async") as (
             env, base, token, data_dir
@@ -203,7 +208,7 @@ def main() -> None:
         )
     fake.stop()
 
-    for enabled in ("false", "true"):
+    for enabled in ("false", "true") if "metrics" in parts else ():
         measured = service(
             root, f"metrics-{enabled}", None, args, LTM_METRICS_ENABLED=enabled
         )
@@ -229,7 +234,8 @@ def main() -> None:
             f"{milliseconds(seconds)} (mean {statistics.mean(seconds) * 1000:.1f} ms)",
             flush=True,
         )
-    print(f"one /metrics scrape: {scrape * 1000:.0f} ms", flush=True)
+    if "metrics" in parts:
+        print(f"one /metrics scrape: {scrape * 1000:.0f} ms", flush=True)
 
 
 if __name__ == "__main__":

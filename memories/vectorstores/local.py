@@ -108,7 +108,7 @@ class LocalVectorStore:
             connection = sqlite3.connect(
                 self.path, timeout=5, isolation_level=None, check_same_thread=False
             )
-            connection.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(connection)
             connection.execute("PRAGMA synchronous=NORMAL")
             # Deleted vectors and their metadata are overwritten, not left in
             # free pages of the file.
@@ -117,6 +117,22 @@ class LocalVectorStore:
             with self._connections_lock:
                 self._connections.append(connection)
         return connection
+
+    # Switching a new file to WAL needs it alone: server processes starting at
+    # once on a fresh file can get "database is locked" at once, without the
+    # busy timeout's wait. The mode is kept in the file, so this is once a file.
+    WAL_SWITCH_SECONDS = 10
+
+    def _use_wal(self, connection: sqlite3.Connection) -> None:
+        deadline = time.monotonic() + self.WAL_SWITCH_SECONDS
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _write(self, write) -> None:
         """Run `write(connection, sequence)` in one transaction that takes the
