@@ -9,6 +9,7 @@ from amqp.exceptions import ChannelError, NotFound
 from django.conf import settings
 from django.db.models import Count, Min
 from django.utils import timezone
+from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
@@ -53,19 +54,31 @@ def count_model_calls(calls: list) -> None:
         model_tokens.labels(call.purpose, "output").inc(call.output_tokens)
 
 
-class _Timed:
-    """Observes one call's time, and counts it as an error if it raises."""
+tracer = trace.get_tracer("ltm")
 
-    def __init__(self, histogram, errors, labels: tuple) -> None:
+
+class _Timed:
+    """Observes one call's time, counts it as an error if it raises, and traces
+    it as a span (a no-op unless tracing is on)."""
+
+    def __init__(self, histogram, errors, labels: tuple, span: str, **attributes):
         self.histogram, self.errors, self.labels = histogram, errors, labels
+        self.span = tracer.start_as_current_span(span, attributes=attributes)
 
     def __enter__(self) -> None:
+        self.span.__enter__()
         self.started = time.perf_counter()
 
     def __exit__(self, kind, error, traceback) -> None:
         self.histogram.labels(*self.labels).observe(time.perf_counter() - self.started)
         if kind is not None:
             self.errors.labels(*self.labels).inc()
+        self.span.__exit__(kind, error, traceback)
+
+
+def traced(name: str, **attributes):
+    """A span of the service's own around a block (keyword search, model calls)."""
+    return tracer.start_as_current_span(name, attributes=attributes)
 
 
 class TimedEmbedder:
@@ -78,7 +91,14 @@ class TimedEmbedder:
         return getattr(self.inner, name)
 
     def embed(self, texts, *args, **kwargs):
-        with _Timed(embedding_latency, embedding_errors, (self.provider,)):
+        with _Timed(
+            embedding_latency,
+            embedding_errors,
+            (self.provider,),
+            "ltm.embedding",
+            provider=self.provider,
+            texts=len(texts),
+        ):
             return self.inner.embed(texts, *args, **kwargs)
 
 
@@ -106,7 +126,13 @@ class TimedVectorStore:
             return attribute
 
         def timed(*args, **kwargs):
-            with _Timed(vector_store_latency, vector_store_errors, (self.store, name)):
+            with _Timed(
+                vector_store_latency,
+                vector_store_errors,
+                (self.store, name),
+                f"ltm.vector_store.{name}",
+                store=self.store,
+            ):
                 return attribute(*args, **kwargs)
 
         return timed

@@ -21,6 +21,7 @@ from typing import Literal
 from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from memories.observability import traced
 from memories.providers.chat import (
     ChatDelta,
     ChatMessage,
@@ -216,12 +217,13 @@ class ChatLanguageModel:
         """
         for attempt in (1, 2):
             try:
-                result = self.chat.complete(
-                    system=system,
-                    messages=messages,
-                    json_schema=schema,
-                    schema_name=schema_name,
-                )
+                with traced("ltm.model_call", purpose=purpose, model=self.name):
+                    result = self.chat.complete(
+                        system=system,
+                        messages=messages,
+                        json_schema=schema,
+                        schema_name=schema_name,
+                    )
             except ChatModelError as exc:
                 logger.warning("%s call to %s failed: %s", purpose, self.name, exc)
                 calls.append(CallRecord(purpose, self.chat.model_name, 0, 0, "failed"))
@@ -380,13 +382,14 @@ class ChatLanguageModel:
         calls: list[CallRecord] | None = None,
     ) -> ChatResult:
         system, messages = self._with_memories(conversation, recalled, remembered)
-        result = self.chat.complete(
-            system=system,
-            messages=messages,
-            max_tokens=max_tokens,
-            sampling=sampling,
-            model=model,
-        )
+        with traced("ltm.model_call", purpose=PURPOSE_CHAT, model=self.name):
+            result = self.chat.complete(
+                system=system,
+                messages=messages,
+                max_tokens=max_tokens,
+                sampling=sampling,
+                model=model,
+            )
         if calls is not None:
             calls.append(_record(PURPOSE_CHAT, result.usage))
         return result

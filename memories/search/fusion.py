@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
+from django.db import connection
 
 from accounts.models import Tenant
 from memories.models import Memory
+from memories.observability import traced
 from memories.search.filters import SearchFilters, filters_for_store, filters_q
 from memories.search.keyword import keyword_ranking
 from memories.vectors import cosine, from_bytes
@@ -105,9 +107,14 @@ def memory_search(
     # 100,000 memories (31 against 26 ms), the keyword ranking's Python and the
     # vector scan's hand-back contending for the GIL and the memory bus.
     vector_hits = store.query(namespace=namespace, vector=vector, top_k=candidates)
-    keyword_ids = keyword_ranking(
-        tenant=tenant, user_id=user_id, query=query, limit=candidates, filters=filters
-    )
+    with traced("ltm.keyword_search", database=connection.vendor):
+        keyword_ids = keyword_ranking(
+            tenant=tenant,
+            user_id=user_id,
+            query=query,
+            limit=candidates,
+            filters=filters,
+        )
     found = _candidates(
         tenant, user_id, filters, keys=[hit.key for hit in vector_hits], ids=keyword_ids
     )
