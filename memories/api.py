@@ -32,6 +32,7 @@ from memories.search import SearchFilters
 from memories.serializers import (
     USER_ID_PATTERN,
     EndUserPageSerializer,
+    ErasureJobSerializer,
     ErrorSerializer,
     ForgetInputSerializer,
     ForgetOutputSerializer,
@@ -56,6 +57,7 @@ from memories.user_data import (
     user_data_export_chunks,
     user_data_holds_content,
 )
+from memories.user_data.jobs import erasure_answer, erasure_job_start
 from memories.writes import Actor, memory_delete
 
 _ERRORS = {
@@ -197,6 +199,48 @@ class MessageViewSet(viewsets.ViewSet):
             }
         )
         return Response(output.data, status=status.HTTP_200_OK)
+
+
+def _prefers_async(request) -> bool:
+    """RFC 7240's `Prefer: respond-async`, among the header's preferences."""
+    preferences = request.headers.get("Prefer", "")
+    return any(
+        part.strip().split("=")[0].lower() == "respond-async"
+        for part in preferences.replace(";", ",").split(",")
+    )
+
+
+class ErasureJobViewSet(viewsets.ViewSet):
+    """How far an erasure run as a task has come."""
+
+    lookup_field = "jobId"
+
+    @extend_schema(
+        summary="An erasure's progress",
+        description="State (queued, running, done, failed), memories erased of "
+        "the total, and when done what the synchronous erasure would have said.",
+        parameters=[
+            OpenApiParameter(
+                "jobId",
+                OpenApiTypes.UUID,
+                OpenApiParameter.PATH,
+                description="As the 202 of the erasure returned it.",
+            )
+        ],
+        responses={
+            200: ErasureJobSerializer,
+            404: OpenApiResponse(
+                ErrorSerializer, description="not_found: no such job for this tenant."
+            ),
+            **{code: _ERRORS[code] for code in (401, 429)},
+        },
+        tags=["end users"],
+    )
+    def retrieve(self, request, jobId=None):  # noqa: N803 - the URL's name
+        job = selectors.erasure_job(tenant=request.user, job_id=jobId)
+        if job is None:
+            raise NotFound("No such erasure.")
+        return Response(ErasureJobSerializer(job).data)
 
 
 class MessageStatusViewSet(viewsets.ViewSet):
@@ -603,10 +647,21 @@ class UserViewSet(viewsets.ViewSet):
         "content stay), then verifies that nothing remains. Idempotent: erasing "
         "again erases nothing more and verifies again. If something remains (a "
         "write that arrived meanwhile), the answer is 503 erasure_incomplete with "
-        "what remains in details; send it again.",
-        parameters=[_USER_ID_PARAMETER],
+        "what remains in details; send it again. With `Prefer: respond-async` it "
+        "answers 202 at once with a job whose GET /api/v1/erasures/{jobId} (its "
+        "Location) tells how far it has come; a worker erases.",
+        parameters=[
+            _USER_ID_PARAMETER,
+            OpenApiParameter(
+                "Prefer",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="respond-async: run the erasure as a task.",
+            ),
+        ],
         responses={
             200: UserErasureSerializer,
+            202: ErasureJobSerializer,
             **{code: _ERRORS[code] for code in (400, 401, 429)},
             503: OpenApiResponse(
                 ErrorSerializer,
@@ -618,17 +673,16 @@ class UserViewSet(viewsets.ViewSet):
     )
     def destroy(self, request, userId):  # noqa: N803 - the URL's name
         user_id = _path_user_id(userId)
+        if _prefers_async(request):
+            job = erasure_job_start(tenant=request.user, user_id=user_id)
+            job.refresh_from_db()
+            response = Response(
+                ErasureJobSerializer(job).data, status=status.HTTP_202_ACCEPTED
+            )
+            response["Location"] = f"/api/v1/erasures/{job.pk}"
+            return response
         outcome = user_data_erase(tenant=request.user, user_id=user_id)
-        answer = UserErasureSerializer(
-            {
-                "user_id": user_id,
-                "report": outcome.report,
-                "remaining": outcome.remaining,
-                "vectors_deleted": outcome.report.vector_deletes
-                + outcome.report.leftover_vectors_deleted,
-                "verified": not outcome.remaining.total,
-            }
-        ).data
+        answer = erasure_answer(user_id, outcome)
         if outcome.remaining.total:
             response = Response(
                 error_body(

@@ -252,3 +252,32 @@ class VectorOperation(models.Model):
 
     def __str__(self) -> str:
         return f"sync memory {self.memory_id}"
+
+
+class ErasureJob(models.Model):
+    """An erasure of an end user run as a task (DELETE /api/v1/users/{userId}
+    with `Prefer: respond-async`), and how far it has come."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=255)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    memories_total = models.PositiveIntegerField(default=0)
+    memories_done = models.PositiveIntegerField(default=0)
+    # What the synchronous answer would have said (UserErasureSerializer).
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"erasure {self.pk} of {self.user_id}: {self.state}"

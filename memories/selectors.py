@@ -1,11 +1,13 @@
 """Reads of the memory domain, always scoped to a tenant (and usually a user)."""
 
+import uuid
+
 import numpy as np
 from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet
 
 from accounts.models import Tenant
-from memories.models import Memory, Message
+from memories.models import ErasureJob, Memory, Message
 from memories.providers.embeddings import get_embedder
 from memories.public_ids import message_pk
 from memories.search import SearchFilters, SearchHit, memory_search
@@ -89,3 +91,13 @@ def message_status(*, tenant: Tenant, public_id) -> Message | None:
         ).order_by("id")
     )
     return message
+
+
+def erasure_job(*, tenant: Tenant, job_id) -> ErasureJob | None:
+    """A tenant's erasure job by its id; None when there is none (or not its)."""
+    try:
+        return ErasureJob.objects.filter(
+            tenant=tenant, pk=str(uuid.UUID(str(job_id)))
+        ).first()
+    except ValueError:
+        return None

@@ -466,6 +466,30 @@ class UserErasureSerializer(serializers.Serializer):
     )
 
 
+class ErasureJobSerializer(serializers.Serializer):
+    jobId = serializers.UUIDField(source="pk")  # noqa: N815
+    userId = serializers.CharField(source="user_id")  # noqa: N815
+    state = serializers.ChoiceField(
+        choices=["queued", "running", "done", "failed"],
+        help_text="'failed' after its retries; sending the DELETE again is safe.",
+    )
+    memoriesTotal = serializers.IntegerField(  # noqa: N815
+        source="memories_total", help_text="Memories to erase, counted when asked."
+    )
+    memoriesDone = serializers.IntegerField(  # noqa: N815
+        source="memories_done", help_text="Of those, erased so far."
+    )
+    result = serializers.JSONField(
+        allow_null=True,
+        help_text="When done: what the erasure did and verified, as the 200 of "
+        "DELETE /api/v1/users/{userId} says it.",
+    )
+    error = serializers.CharField(help_text="Why it failed (empty otherwise).")
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)  # noqa: N815
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)  # noqa: N815
+
+
 class UserExportSerializer(serializers.Serializer):
     """The ltm-user-export format, version 1 (README.md: Exporting an end
     user's data); message ids are the public ones."""

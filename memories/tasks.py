@@ -71,3 +71,24 @@ def sweep_pending_messages() -> int:
     for message_id in stale:
         remember_message.delay(message_id)
     return len(stale)
+
+
+# Tries of an erasure (a store that fails, data left behind) before it is failed.
+ERASURE_RETRIES = 5
+
+
+@shared_task(bind=True, max_retries=ERASURE_RETRIES, acks_late=True)
+def erase_user(self, job_id: str) -> str:
+    """Erase an end user for a job (DELETE /api/v1/users/{userId}, async)."""
+    from memories.user_data.jobs import erasure_job_failed, erasure_job_run
+
+    try:
+        job = erasure_job_run(job_id)
+    except Exception as exc:
+        if self.request.is_eager or self.request.retries >= ERASURE_RETRIES:
+            erasure_job_failed(job_id, exc)
+            return "failed"
+        raise self.retry(
+            exc=exc, countdown=backoff_seconds(self.request.retries + 1)
+        ) from exc
+    return job.state if job else "gone"

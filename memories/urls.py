@@ -2,6 +2,7 @@ from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from memories.api import (
+    ErasureJobViewSet,
     ForgetViewSet,
     MemoryViewSet,
     MessageStatusViewSet,
@@ -48,4 +49,5 @@ def build_router(*, with_memories: bool) -> SimpleRouter:
     if with_memories:
         router.register("memories", MemoryViewSet, basename="memory")
         router.register("messages", MessageStatusViewSet, basename="message-status")
+        router.register("erasures", ErasureJobViewSet, basename="erasure")
     return router

@@ -231,3 +231,43 @@ def test_a_forget_request_first_remembers_what_the_user_said_before_it(tmp_path)
             base, "/api/v1/memories/search", token, {"userId": "u1", "query": "Porto"}
         )
         assert [hit for hit in found["hits"] if hit["kind"] == "fact"] == []
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="set LTM_TEST_REDIS_URL")
+def test_an_async_erasure_waits_for_a_worker_and_says_when_it_is_done(tmp_path):
+    with fresh_database(tmp_path) as database:
+        env = service_env(
+            tmp_path,
+            database,
+            LTM_BROKER_URL=REDIS_URL,
+            LTM_TASK_QUEUE=f"ltm-test-{secrets.token_hex(4)}",
+        )
+        token = create_tenant(env)
+        with gunicorn(env, workers=1) as base:
+            for text in ("I am allergic to peanuts.", "I live in Porto."):
+                call(base, "/api/v1/message", token, {"userId": "u1", "message": text})
+            request = urllib.request.Request(
+                f"{base}/api/v1/users/u1",
+                method="DELETE",
+                headers={"Authorization": f"Bearer {token}", "Prefer": "respond-async"},
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                assert response.status == 202
+                location = response.headers["Location"]
+                job = json.loads(response.read())
+            assert job["state"] == "queued"
+            assert call(base, location, token)["state"] == "queued"
+
+            with celery_worker(env, tmp_path / "worker.log"):
+                wait_for(lambda: call(base, location, token)["state"] == "done")
+
+            done = call(base, location, token)
+            assert done["memoriesDone"] == done["memoriesTotal"] == 4
+            assert done["result"]["verified"] is True
+            found = call(
+                base,
+                "/api/v1/memories/search",
+                token,
+                {"userId": "u1", "query": "peanuts"},
+            )
+            assert found["hits"] == []

@@ -414,11 +414,13 @@ class ErasureOutcome:
     remaining: UserDataRemaining
 
 
-def user_data_erase(*, tenant: Tenant, user_id: str) -> ErasureOutcome:
+def user_data_erase(
+    *, tenant: Tenant, user_id: str, progress: Progress | None = None
+) -> ErasureOutcome:
     """Erase a user, compact the storage and count what remains (0 expected),
     as forget_user does for one user. Running it again is safe: a user already
-    erased has nothing left to erase."""
-    report = user_data_forget(tenant=tenant, user_id=user_id)
+    erased has nothing left to erase. `progress` hears of each batch of memories."""
+    report = user_data_forget(tenant=tenant, user_id=user_id, progress=progress)
     remaining = user_data_remaining(
         tenant=tenant, user_id=user_id, vectors=report.vectors_listed_after
     )

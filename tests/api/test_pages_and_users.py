@@ -244,6 +244,31 @@ def test_erasing_a_user_leaves_nothing_and_says_it_verified(client_a, client_b):
     assert client_a.get("/api/v1/users/u1/export").status_code == 404
 
 
+def test_an_erasure_asked_to_respond_async_is_a_job_its_tenant_can_follow(
+    client_a, client_b
+):
+    for text in ("I am allergic to peanuts.", "I live in Porto."):
+        post_message(client_a, "u1", text)
+
+    response = client_a.delete("/api/v1/users/u1", HTTP_PREFER="respond-async")
+
+    assert response.status_code == 202
+    job = response.json()
+    assert response["Location"] == f"/api/v1/erasures/{job['jobId']}"
+    assert (job["userId"], job["memoriesTotal"]) == ("u1", 4)
+    # Without a broker the task ran in the request: the job is done.
+    followed = client_a.get(response["Location"]).json()
+    assert followed["state"] == "done"
+    assert followed["memoriesDone"] == 4
+    assert followed["result"]["verified"] is True
+    assert followed["result"]["memoriesErased"] == 4
+    assert followed["finishedAt"] is not None
+    assert database_rows_containing("peanuts") == []
+    # Another tenant, or a made-up id, is not_found.
+    assert client_b.get(response["Location"]).status_code == 404
+    assert client_a.get("/api/v1/erasures/not-a-job").status_code == 404
+
+
 def test_another_tenant_erasing_the_same_user_id_erases_nothing_of_a(
     client_a, client_b
 ):
