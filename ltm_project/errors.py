@@ -29,6 +29,19 @@ def error_body(code: str, message: str, details: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def only_reads(request) -> JsonResponse | None:
+    """405 in the error shape unless the request is a GET or HEAD (the probes
+    and /metrics, answered outside DRF)."""
+    if request.method in ("GET", "HEAD"):
+        return None
+    response = JsonResponse(
+        error_body("method_not_allowed", f"{request.method} is not allowed here."),
+        status=status.HTTP_405_METHOD_NOT_ALLOWED,
+    )
+    response["Allow"] = "GET, HEAD"
+    return response
+
+
 def _field_errors(detail) -> dict:
     """DRF's nested ValidationError detail as {field: [{code, message}]}."""
     if isinstance(detail, dict):

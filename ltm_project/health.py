@@ -16,7 +16,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from ltm_project.errors import error_body
+from ltm_project.errors import error_body, only_reads
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +79,8 @@ def readiness() -> tuple[bool, dict]:
 
 
 def _probe(request: HttpRequest) -> HttpResponse:
-    if request.method not in ("GET", "HEAD"):
-        response = JsonResponse(
-            error_body("method_not_allowed", f"{request.method} is not allowed here."),
-            status=405,
-        )
-        response["Allow"] = "GET, HEAD"
-        return response
+    if refused := only_reads(request):
+        return refused
     if request.path == ALIVE_PATH:
         return JsonResponse({"status": "alive"})
     ready, checks = readiness()

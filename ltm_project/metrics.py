@@ -32,7 +32,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from ltm_project.errors import error_body
+from ltm_project.errors import error_body, only_reads
 
 METRICS_PATH = "/metrics"
 
@@ -131,13 +131,8 @@ def _metrics_answer(request: HttpRequest) -> HttpResponse:
             ),
             status=403,
         )
-    if request.method not in ("GET", "HEAD"):
-        response = JsonResponse(
-            error_body("method_not_allowed", f"{request.method} is not allowed here."),
-            status=405,
-        )
-        response["Allow"] = "GET, HEAD"
-        return response
+    if refused := only_reads(request):
+        return refused
     return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -92,8 +92,10 @@ def wait_for(condition, seconds: float = 60) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture
-def service(tmp_path, broker):
+@contextmanager
+def brokered_service(tmp_path, broker: str, *, workers: int = 1, **settings: str):
+    """gunicorn on a fresh database with a tenant, sending tasks to `broker`;
+    (its environment, base URL, token). No worker runs until a test starts one."""
     with fresh_database(tmp_path) as database:
         env = service_env(
             tmp_path,
@@ -101,10 +103,17 @@ def service(tmp_path, broker):
             LTM_BROKER_URL=broker,
             # A queue of this test's own: nothing left by another run is taken.
             LTM_TASK_QUEUE=f"ltm-test-{secrets.token_hex(4)}",
+            **settings,
         )
         token = create_tenant(env)
-        with gunicorn(env, workers=1) as base:
+        with gunicorn(env, workers=workers) as base:
             yield env, base, token
+
+
+@pytest.fixture
+def service(tmp_path, broker):
+    with brokered_service(tmp_path, broker) as running:
+        yield running
 
 
 @BROKERS
@@ -148,19 +157,8 @@ def test_a_request_does_the_relay_itself_when_the_broker_is_down(tmp_path):
     assert took < 10
 
 
-@contextmanager
 def async_service(tmp_path):
-    with fresh_database(tmp_path) as database:
-        env = service_env(
-            tmp_path,
-            database,
-            LTM_BROKER_URL=REDIS_URL,
-            LTM_TASK_QUEUE=f"ltm-test-{secrets.token_hex(4)}",
-            LTM_MEMORY_MODE="async",
-        )
-        token = create_tenant(env)
-        with gunicorn(env, workers=2) as base:
-            yield env, base, token
+    return brokered_service(tmp_path, REDIS_URL, workers=2, LTM_MEMORY_MODE="async")
 
 
 def facts_recalled(base: str, token: str, question: str) -> list[str]:
@@ -235,39 +233,31 @@ def test_a_forget_request_first_remembers_what_the_user_said_before_it(tmp_path)
 
 @pytest.mark.skipif(not REDIS_URL, reason="set LTM_TEST_REDIS_URL")
 def test_an_async_erasure_waits_for_a_worker_and_says_when_it_is_done(tmp_path):
-    with fresh_database(tmp_path) as database:
-        env = service_env(
-            tmp_path,
-            database,
-            LTM_BROKER_URL=REDIS_URL,
-            LTM_TASK_QUEUE=f"ltm-test-{secrets.token_hex(4)}",
+    with brokered_service(tmp_path, REDIS_URL) as (env, base, token):
+        for text in ("I am allergic to peanuts.", "I live in Porto."):
+            call(base, "/api/v1/message", token, {"userId": "u1", "message": text})
+        request = urllib.request.Request(
+            f"{base}/api/v1/users/u1",
+            method="DELETE",
+            headers={"Authorization": f"Bearer {token}", "Prefer": "respond-async"},
         )
-        token = create_tenant(env)
-        with gunicorn(env, workers=1) as base:
-            for text in ("I am allergic to peanuts.", "I live in Porto."):
-                call(base, "/api/v1/message", token, {"userId": "u1", "message": text})
-            request = urllib.request.Request(
-                f"{base}/api/v1/users/u1",
-                method="DELETE",
-                headers={"Authorization": f"Bearer {token}", "Prefer": "respond-async"},
-            )
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-                assert response.status == 202
-                location = response.headers["Location"]
-                job = json.loads(response.read())
-            assert job["state"] == "queued"
-            assert call(base, location, token)["state"] == "queued"
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            assert response.status == 202
+            location = response.headers["Location"]
+            job = json.loads(response.read())
+        assert job["state"] == "queued"
+        assert call(base, location, token)["state"] == "queued"
 
-            with celery_worker(env, tmp_path / "worker.log"):
-                wait_for(lambda: call(base, location, token)["state"] == "done")
+        with celery_worker(env, tmp_path / "worker.log"):
+            wait_for(lambda: call(base, location, token)["state"] == "done")
 
-            done = call(base, location, token)
-            assert done["memoriesDone"] == done["memoriesTotal"] == 4
-            assert done["result"]["verified"] is True
-            found = call(
-                base,
-                "/api/v1/memories/search",
-                token,
-                {"userId": "u1", "query": "peanuts"},
-            )
-            assert found["hits"] == []
+        done = call(base, location, token)
+        assert done["memoriesDone"] == done["memoriesTotal"] == 4
+        assert done["result"]["verified"] is True
+        found = call(
+            base,
+            "/api/v1/memories/search",
+            token,
+            {"userId": "u1", "query": "peanuts"},
+        )
+        assert found["hits"] == []
