@@ -418,6 +418,10 @@ LTM_METRICS_TOKEN = env.str("LTM_METRICS_TOKEN", default="")
 # Tenants given their own memories and users series (the rest are "other"),
 # counted at most this often.
 LTM_METRICS_TENANTS = env.int("LTM_METRICS_TENANTS", default=20)
+# A Celery worker serves its task series (wait and run times) on this port
+# (0: not served), on this address.
+LTM_WORKER_METRICS_PORT = env.int("LTM_WORKER_METRICS_PORT", default=0)
+LTM_WORKER_METRICS_ADDRESS = env.str("LTM_WORKER_METRICS_ADDRESS", default="127.0.0.1")
 LTM_METRICS_TENANT_SECONDS = env.int("LTM_METRICS_TENANT_SECONDS", default=60)
 
 # "text" or "json" (one object a line, for log collectors).

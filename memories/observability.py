@@ -47,6 +47,20 @@ vector_store_errors = Counter(
 )
 
 
+task_wait = Histogram(
+    "ltm_task_wait_seconds",
+    "Time a task waited in the broker's queue before a worker took it, by task.",
+    ["task"],
+    buckets=LATENCY_BUCKETS,
+)
+task_duration = Histogram(
+    "ltm_task_duration_seconds",
+    "Time a task ran in a worker, by task and how it ended (SUCCESS, RETRY, ...).",
+    ["task", "state"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
 def count_model_calls(calls: list) -> None:
     for call in calls:
         model_calls.labels(call.purpose, call.outcome).inc()

@@ -12,7 +12,14 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.servers import ROOT, create_tenant, fresh_database, gunicorn, service_env
+from tests.servers import (
+    ROOT,
+    create_tenant,
+    free_port,
+    fresh_database,
+    gunicorn,
+    service_env,
+)
 from tests.test_metrics import samples, value
 
 REDIS_URL = os.environ.get("LTM_TEST_REDIS_URL", "")
@@ -128,9 +135,27 @@ def test_the_vector_relay_runs_in_the_worker_after_commit(service, tmp_path):
     queue = {"queue": env["LTM_TASK_QUEUE"]}
     assert value(samples(call(base, "/metrics")), "ltm_task_queue_depth", **queue) == 1
 
+    port = free_port()
+    env = {**env, "LTM_WORKER_METRICS_PORT": str(port)}
     with celery_worker(env, tmp_path / "worker.log"):
         wait_for(lambda: outbox_pending(base) == 0)
+        worker_series = samples(
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)  # noqa: S310
+            .read()
+            .decode()
+        )
     assert value(samples(call(base, "/metrics")), "ltm_task_queue_depth", **queue) == 0
+    relay = "memories.tasks.relay_vector_operations"
+    assert value(worker_series, "ltm_task_wait_seconds_count", task=relay) == 1
+    assert (
+        value(
+            worker_series,
+            "ltm_task_duration_seconds_count",
+            task=relay,
+            state="SUCCESS",
+        )
+        == 1
+    )
 
     found = call(
         base, "/api/v1/memories/search", token, {"userId": "u1", "query": "bees"}
