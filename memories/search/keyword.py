@@ -3,10 +3,11 @@ term's weight counted over the one user's memories.
 
 SQLite: FTS5 with the Porter stemmer, partitioned by (tenant, user). FTS5's own
 bm25() counts how rare a word is over the whole table, every tenant's rows
-included, so one tenant's data would move another's ranking. Each term is
-therefore ranked on its own: FTS5 gives the user's rows that hold it, scored
-by bm25() (term frequency and length), the table-wide weight is divided out and
-the user's own put in.
+included, so one tenant's data would move another's ranking, and it walks each
+word's rows over the whole table to count them, so its cost would grow with
+everyone's data. The same formula is therefore computed here from the user's
+rows holding each word, with their lengths and repeats, and the user's own
+weights.
 
 PostgreSQL: a generated tsvector with a GIN index; the user's counts are read
 first, then each memory scores the weights of the terms it holds, its own words
@@ -120,7 +121,8 @@ BM25_K1 = 1.2
 BM25_B = 0.75
 # Beyond the exact limit, a term in at most this many of the user's memories
 # is counted as often as it repeats (highlight() marks each instance, about
-# 8 us a row); in more, where it weighs little, once a field.
+# 8 us a row); in more, where it weighs little, once a field. Up to the limit
+# every repeat is counted.
 REPEATS_COUNTED_UP_TO = 256
 INSTANCE_MARK = "\x01"
 # Finding the user's rows holding a term walks the user's whole partition
@@ -149,18 +151,19 @@ class _Holding:
 def _sqlite_scores(
     *, partition: str, terms: list[str], context_weight: float
 ) -> dict[int, float]:
-    """Per-user BM25 over FTS5.
+    """Per-user BM25 over FTS5: bm25()'s formula with the user's weights.
 
-    The user's count of memories comes from a table the triggers keep. Up to
-    LTM_SEARCH_EXACT_KEYWORD_MEMORIES memories, FTS5's bm25() scores each term
-    in one statement. Beyond, it costs too much: to weigh its phrases it walks
-    the partition phrase, every row of the user, once per term (50 ms for five
-    terms at 100,000 memories). One statement then lists the rows holding each
-    of the query's LTM_SEARCH_FAST_KEYWORD_TERMS words least common in everyday
-    language, in each field, with their lengths, and the same formula is
-    computed here: the rarer words counted as often as they repeat, the common
-    ones, which weigh little, once a field. How the rows are listed depends on
-    the user's share of the index (LONE_USER_SHARE); the scores do not.
+    The user's count of memories comes from a table the triggers keep, the
+    index's mean row length from FTS5's own record. One statement lists the
+    rows holding each word in each field, with their lengths; a second counts
+    each word's repeats in those rows. Up to LTM_SEARCH_EXACT_KEYWORD_MEMORIES
+    memories every word and every repeat is counted, and the scores equal
+    bm25()'s with the user's weights. Beyond, counting costs too much, so only
+    the query's LTM_SEARCH_FAST_KEYWORD_TERMS words least common in everyday
+    language are ranked, and a word in more than REPEATS_COUNTED_UP_TO of the
+    user's memories, which weighs little, counts once a field. How the rows
+    are listed depends on the user's share of the index (LONE_USER_SHARE); the
+    scores do not.
     """
     table = "memories_memory_fts"
     user_rows = f'partition : "{partition}"'
@@ -172,17 +175,24 @@ def _sqlite_scores(
         )
         user_total, averages = cursor.fetchone()
     user_total = user_total or 0
-    if user_total <= settings.LTM_SEARCH_EXACT_KEYWORD_MEMORIES:
-        return _bm25_scores(table, user_rows, terms, context_weight, user_total)
     index_rows, average_length = _averages(averages)
     holding = _Holding(
         user_total=user_total,
         average_length=average_length,
         across_index=user_total >= LONE_USER_SHARE * index_rows,
     )
-    terms = _rarest(terms, settings.LTM_SEARCH_FAST_KEYWORD_TERMS)
+    exact = user_total <= settings.LTM_SEARCH_EXACT_KEYWORD_MEMORIES
+    if not exact:
+        terms = _rarest(terms, settings.LTM_SEARCH_FAST_KEYWORD_TERMS)
     _rows_holding(table, user_rows, terms, context_weight, holding)
-    _count_repeats(table, user_rows, terms, context_weight, holding)
+    _count_repeats(
+        table,
+        user_rows,
+        terms,
+        context_weight,
+        holding,
+        up_to=holding.user_total if exact else REPEATS_COUNTED_UP_TO,
+    )
     scores: dict[int, float] = defaultdict(float)
     for index, weights in holding.weights.items():
         weight = term_weight(
@@ -252,69 +262,18 @@ def _rows_holding(
         weights[row] = weights.get(row, 0.0) + field_weights[tag % 2]
 
 
-def _bm25_scores(
-    table: str,
-    user_rows: str,
-    terms: list[str],
-    context_weight: float,
-    user_total: int,
-) -> dict[int, float]:
-    """The table's row count, and for each term the table's count of rows
-    holding it and the user's rows holding it with their single-term bm25(),
-    in one statement."""
-    arms = [f"SELECT -1, block, NULL FROM {table}_data WHERE id = 1"]  # noqa: S608
-    params = []
-    for index in range(len(terms)):
-        arms.append(
-            f"SELECT {-2 - index}, (SELECT count(*) FROM {table} "  # noqa: S608
-            f"WHERE {table} MATCH %s), NULL"
-        )
-        arms.append(
-            f"SELECT {index}, rowid, bm25({table}, 0.0, 1.0, {context_weight}) "  # noqa: S608
-            f"FROM {table} WHERE {table} MATCH %s"
-        )
-        params.extend(
-            [
-                f'{{body context}} : "{terms[index]}"',
-                f'{user_rows} AND {{body context}} : "{terms[index]}"',
-            ]
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(arms), params)
-        rows = cursor.fetchall()
-    table_rows = 0
-    table_matching: dict[int, int] = {}
-    matches: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    for tag, first, second in rows:
-        if tag == -1:
-            table_rows = _averages(first)[0]
-        elif tag < 0:
-            table_matching[-2 - tag] = first
-        else:
-            matches[tag].append((first, second))
-    scores: dict[int, float] = defaultdict(float)
-    for index, found in matches.items():
-        table_weight = idf(total=table_rows, matching=table_matching[index])
-        weight = term_weight(terms[index], total=user_total, matching=len(found))
-        for pk, bm25 in found:
-            # bm25() is negative: the table-wide idf times the term's frequency
-            # part, which is what the user's weight multiplies.
-            scores[pk] += -bm25 / table_weight * weight
-    return scores
-
-
 def _count_repeats(
     table: str,
     user_rows: str,
     terms: list[str],
     context_weight: float,
     holding: _Holding,
+    *,
+    up_to: int,
 ) -> None:
-    """Count each instance of the rarer terms in their rows' fields."""
+    """Count each instance of the terms in at most `up_to` of the user's rows."""
     rare = [
-        index
-        for index, weights in holding.weights.items()
-        if len(weights) <= REPEATS_COUNTED_UP_TO
+        index for index, weights in holding.weights.items() if len(weights) <= up_to
     ]
     if not rare:
         return

@@ -119,6 +119,60 @@ BOTH_LISTINGS = pytest.mark.parametrize(
 )
 
 
+def _bm25_reference(keyword, partition, terms, context_weight, user_total):
+    """FTS5's own bm25() of each word over the user's rows, its index-wide
+    weight divided out and the user's put in: what the ranking must equal."""
+    table = "memories_memory_fts"
+    scores = {}
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT block FROM {table}_data WHERE id = 1")  # noqa: S608
+        index_rows = keyword._averages(cursor.fetchone()[0])[0]
+        for term in terms:
+            cursor.execute(
+                f"SELECT count(*) FROM {table} WHERE {table} MATCH %s",  # noqa: S608
+                [f'{{body context}} : "{term}"'],
+            )
+            index_weight = keyword.idf(total=index_rows, matching=cursor.fetchone()[0])
+            cursor.execute(
+                f"SELECT rowid, bm25({table}, 0.0, 1.0, {context_weight}) "  # noqa: S608
+                f"FROM {table} WHERE {table} MATCH %s",
+                [f'partition : "{partition}" AND {{body context}} : "{term}"'],
+            )
+            found = cursor.fetchall()
+            weight = keyword.term_weight(term, total=user_total, matching=len(found))
+            for pk, bm25 in found:
+                scores[pk] = scores.get(pk, 0.0) - bm25 / index_weight * weight
+    return scores
+
+
+@sqlite_only
+@BOTH_LISTINGS
+def test_a_users_keyword_scores_equal_fts5_bm25_with_the_users_own_weights(
+    client_a, client_b, tenant_a, monkeypatch, lone_user_share
+):
+    from memories.models import Memory
+    from memories.search import keyword
+    from memories.text import query_terms
+
+    monkeypatch.setattr(keyword, "LONE_USER_SHARE", lone_user_share)
+    _import(client_a, "u1", KEYWORD_TEXTS)
+    # Other users' rows change the index-wide counts and lengths, not the scores.
+    _import(client_a, "u2", [*KEYWORD_TEXTS, "Tea, tea, tea and green tea."])
+    _import(client_b, "u1", ["Porto market honey bread " * 3] * 4)
+    partition = keyword.sqlite_partition(tenant_a.pk, "u1")
+    user_total = Memory.objects.filter(tenant=tenant_a, user_id="u1").count()
+    for query in [*KEYWORD_QUERIES, "tea", "green tea market Porto river honey"]:
+        terms = query_terms(query)
+        scores = keyword._sqlite_scores(
+            partition=partition, terms=terms, context_weight=0.5
+        )
+        reference = _bm25_reference(keyword, partition, terms, 0.5, user_total)
+        assert reference, query
+        assert scores.keys() == reference.keys(), query
+        for pk, score in reference.items():
+            assert scores[pk] == pytest.approx(score, rel=1e-9), query
+
+
 @sqlite_only
 @BOTH_LISTINGS
 def test_a_large_users_faster_ranking_orders_as_bm25_when_words_are_rare(
