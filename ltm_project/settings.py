@@ -256,6 +256,11 @@ LTM_S3VECTORS_READ_TIMEOUT_SECONDS = env.float(
 # server speaking its API, via OPENAI_BASE_URL) or "bedrock".
 LTM_LLM_PROVIDER = env.str("LTM_LLM_PROVIDER", default="offline")
 LTM_OPENAI_CHAT_MODEL = env.str("LTM_OPENAI_CHAT_MODEL", default="gpt-4-turbo")
+# How the OpenAI-compatible server is asked for JSON of a schema: json_schema,
+# json_object (with the schema), tool (a forced tool call) or prompt (the schema
+# in the prompt). auto starts with json_schema and moves down that list, once a
+# process, when the server answers that it does not take a mode.
+LTM_OPENAI_STRUCTURED_OUTPUT = env.str("LTM_OPENAI_STRUCTURED_OUTPUT", default="auto")
 LTM_LLM_TIMEOUT_SECONDS = env.float("LTM_LLM_TIMEOUT_SECONDS", default=30.0)
 LTM_LLM_MAX_RETRIES = env.int("LTM_LLM_MAX_RETRIES", default=2)
 # What the memory call sees besides the new message.

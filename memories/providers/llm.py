@@ -309,6 +309,7 @@ def build_language_model() -> LanguageModel:
             model=settings.LTM_OPENAI_CHAT_MODEL,
             timeout=settings.LTM_LLM_TIMEOUT_SECONDS,
             max_retries=settings.LTM_LLM_MAX_RETRIES,
+            structured_output=settings.LTM_OPENAI_STRUCTURED_OUTPUT,
         )
     elif provider == "bedrock":
         from memories.providers.bedrock import BedrockChatModel

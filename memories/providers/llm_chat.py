@@ -43,6 +43,13 @@ logger = logging.getLogger(__name__)
 
 MAX_OPERATIONS = 20
 MAX_FACT_CHARS = 1000
+# A fact as the schema bounds it, for servers that constrain decoding: a
+# small model looping inside a string stops there instead of at the token
+# limit. Validation takes up to MAX_FACT_CHARS from servers that do not.
+SCHEMA_FACT_CHARS = 300
+# Room for MAX_OPERATIONS operations of SCHEMA_FACT_CHARS each (about 120
+# tokens an operation with its JSON): an answer cut short is invalid.
+MEMORY_MAX_TOKENS = 4096
 PURPOSE_MEMORY = "memory"
 PURPOSE_REPLY = "reply"
 PURPOSE_FORGET = "forget"
@@ -116,8 +123,48 @@ class _ForgetAnswer(BaseModel):
     forget: list[str]
 
 
-MEMORY_SCHEMA = _MemoryAnswer.model_json_schema()
-FORGET_SCHEMA = _ForgetAnswer.model_json_schema()
+# YYYY-MM-DD or nothing.
+DATE_PATTERN = "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"
+
+
+def memory_schema(ids: list[str]) -> dict:
+    """The memory answer's JSON schema for one call: each action with the ids
+    it may name (add and none: "", update and delete: an id of the data),
+    dates as YYYY-MM-DD, at most MAX_OPERATIONS operations. Servers that
+    constrain decoding to the schema (llama.cpp, vLLM, OpenAI) then cannot
+    write an invalid plan; the answer is validated anyway (_MemoryAnswer),
+    since not every server enforces every keyword."""
+    kinds = [(["add", "none"], [""])]
+    if ids:
+        kinds.append((["update", "delete"], ids))
+    operations = [
+        _object(
+            action={"type": "string", "enum": actions},
+            memory={"type": "string", "enum": named},
+            text={"type": "string", "maxLength": SCHEMA_FACT_CHARS},
+            happened_on={"type": "string", "pattern": DATE_PATTERN},
+        )
+        for actions, named in kinds
+    ]
+    items = operations[0] if len(operations) == 1 else {"anyOf": operations}
+    return _object(
+        operations={"type": "array", "items": items, "maxItems": MAX_OPERATIONS}
+    )
+
+
+def forget_schema(ids: list[str]) -> dict:
+    """The forget answer's JSON schema for one call: ids of its data only."""
+    chosen = {"type": "string", "enum": ids}
+    return _object(forget={"type": "array", "items": chosen, "maxItems": len(ids)})
+
+
+def _object(**properties) -> dict:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
 
 
 class InvalidAnswerError(ValueError):
@@ -164,8 +211,6 @@ def _when(memory: MemoryView) -> str:
 
 def _fact(text: str, happened_on: str, sent_at: datetime) -> ExtractedFact:
     text = " ".join(text.split())
-    if not text:
-        raise InvalidAnswerError("an add or update operation has an empty text")
     if len(text) > MAX_FACT_CHARS:
         raise InvalidAnswerError(f"a fact is longer than {MAX_FACT_CHARS} characters")
     happened_at = None
@@ -209,6 +254,7 @@ class ChatLanguageModel:
         schema: dict | None = None,
         schema_name: str = "result",
         parse=None,
+        max_tokens: int = 1024,
     ):
         """One call, and one more with the reason when the answer is invalid.
 
@@ -223,6 +269,7 @@ class ChatLanguageModel:
                         messages=messages,
                         json_schema=schema,
                         schema_name=schema_name,
+                        max_tokens=max_tokens,
                     )
             except ChatModelError as exc:
                 logger.warning("%s call to %s failed: %s", purpose, self.name, exc)
@@ -290,6 +337,8 @@ class ChatLanguageModel:
             for operation in answer.operations:
                 if operation.action == "none":
                     continue
+                if operation.action in ("add", "update") and not operation.text.strip():
+                    continue  # says nothing: as "none"
                 if operation.action in ("update", "delete"):
                     if operation.memory not in aliases:
                         raise InvalidAnswerError(
@@ -314,9 +363,10 @@ class ChatLanguageModel:
             system=MEMORY_SYSTEM_PROMPT,
             messages=[ChatMessage("user", "DATA:\n" + _json(data))],
             calls=calls,
-            schema=MEMORY_SCHEMA,
+            schema=memory_schema(list(aliases)),
             schema_name="memory_operations",
             parse=parse,
+            max_tokens=MEMORY_MAX_TOKENS,
         )
 
     def extract_facts(
@@ -456,7 +506,7 @@ class ChatLanguageModel:
             system=FORGET_SYSTEM_PROMPT,
             messages=[ChatMessage("user", "DATA:\n" + _json(data))],
             calls=calls,
-            schema=FORGET_SCHEMA,
+            schema=forget_schema(list(aliases)),
             schema_name="memories_to_forget",
             parse=parse,
         )

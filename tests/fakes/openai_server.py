@@ -4,8 +4,11 @@ The real `openai` client is pointed at it through its base URL, so requests cros
 the same HTTP layer (serialisation, headers, retries) as in production.
 
 Embeddings are computed from the text. Chat answers come, in this order, from a
-scripted failure (`fail_next`, `fail_always`), the queue of scripted answers
-(`reply_with`, `reply_with_json`, `refuse_next`), `chat_responder`, or "OK".
+scripted failure (`fail_next`, `fail_always`), a refusal of the way structured
+output was asked for (`refuse_mode`, as servers that do not take it answer), the
+queue of scripted answers (`reply_with`, `reply_with_json`, `refuse_next`),
+`chat_responder`, or "OK". Asked for a tool call, the fake answers with one
+whose arguments are the answer.
 A chat request with `"stream": true` gets its answer as OpenAI streams it:
 server-sent events of chat.completion.chunk objects, a word each, then
 `data: [DONE]`; `fail_stream_after` ends the next streams with an error event
@@ -87,6 +90,35 @@ def _message_text(content) -> str:
     return content or ""
 
 
+def structured_mode(body: dict) -> str | None:
+    """How a chat request asks for JSON: json_schema, json_object, tool, prompt
+    (a schema in the system prompt), or None."""
+    kind = (body.get("response_format") or {}).get("type")
+    if kind in ("json_schema", "json_object"):
+        return kind
+    if body.get("tools"):
+        return "tool"
+    if requested_schema(body) is not None:
+        return "prompt"
+    return None
+
+
+def requested_schema(body: dict) -> dict | None:
+    """The JSON schema a chat request asks its answer to follow, however asked."""
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        return response_format["json_schema"]["schema"]
+    if response_format.get("schema"):
+        return response_format["schema"]
+    for tool in body.get("tools") or []:
+        return tool["function"]["parameters"]
+    for message in body.get("messages", []):
+        text = _message_text(message.get("content"))
+        if message["role"] == "system" and "JSON schema" in text:
+            return json.loads(text.rsplit("\n", 1)[1])
+    return None
+
+
 def _failure(status: int) -> ScriptedResponse:
     return ScriptedResponse(
         status,
@@ -115,6 +147,10 @@ class FakeOpenAI:
         self.fail_stream_after: int | None = None
         # A pause before each event of a stream (a model writing slowly).
         self.stream_delay_seconds = 0.0
+        # mode -> the answer of a server that does not take that mode.
+        self.refused_modes: dict[str, ScriptedResponse] = {}
+        # Schema keywords refused as OpenAI's strict mode refuses them.
+        self.refused_keywords: set[str] = set()
         self._chat_count = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         # A short poll interval: stop() waits up to one interval for the loop.
@@ -143,6 +179,26 @@ class FakeOpenAI:
 
     def fail_always(self, status: int) -> None:
         self.always = _failure(status)
+
+    def refuse_mode(self, mode: str, status: int, body: dict) -> None:
+        """Answer requests asking for structured output that way with `body`."""
+        self.refused_modes[mode] = ScriptedResponse(status, body)
+
+    def refuse_schema_keyword(self, keyword: str) -> None:
+        """Refuse any schema using `keyword`, in the words of OpenAI's strict mode."""
+        self.refused_keywords.add(keyword)
+
+    def _refused_keyword(self, body: dict) -> ScriptedResponse | None:
+        schema = json.dumps(requested_schema(body) or {})
+        for keyword in sorted(self.refused_keywords):
+            if f'"{keyword}"' in schema:
+                message = (
+                    "Invalid schema for response_format 'answer': In context=(), "
+                    f"'{keyword}' is not permitted."
+                )
+                error = {"message": message, "type": "invalid_request_error"}
+                return ScriptedResponse(400, {"error": error})
+        return None
 
     def reply_with(
         self,
@@ -180,6 +236,11 @@ class FakeOpenAI:
         if request.path.endswith("/embeddings"):
             return ScriptedResponse(200, self._embeddings(request.body))
         if request.path.endswith("/chat/completions"):
+            refused = self.refused_modes.get(
+                structured_mode(request.body)
+            ) or self._refused_keyword(request.body)
+            if refused is not None:
+                return refused
             answer = self._chat(request.body)
             if request.body.get("stream"):
                 return ScriptedResponse(200, {}, events=self._chunks(answer, request))
@@ -225,6 +286,20 @@ class FakeOpenAI:
         if completion_tokens is None:
             completion_tokens = _words(answer.content or answer.refusal)
         self._chat_count += 1
+        message = {
+            "role": "assistant",
+            "content": answer.content,
+            "refusal": answer.refusal,
+        }
+        finish_reason = "stop"
+        if body.get("tools") and answer.content is not None:
+            tool = body["tools"][0]["function"]["name"]
+            call = {"name": tool, "arguments": answer.content}
+            message["content"] = None
+            message["tool_calls"] = [
+                {"id": f"call_{self._chat_count}", "type": "function", "function": call}
+            ]
+            finish_reason = "tool_calls"
         response = {
             "id": f"chatcmpl-fake{self._chat_count}",
             "object": "chat.completion",
@@ -233,12 +308,8 @@ class FakeOpenAI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": answer.content,
-                        "refusal": answer.refusal,
-                    },
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": finish_reason,
                 }
             ],
             "usage": {
