@@ -407,7 +407,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "memories.tasks.sweep_pending_messages",
         "schedule": float(LTM_OUTBOX_SWEEP_SECONDS),
     },
+    "expired-exports-sweep": {
+        "task": "memories.tasks.sweep_exports",
+        "schedule": 60.0,
+    },
 }
+# How long the file of an export run as a task is kept once written (it is
+# discarded sooner when the user's data is forgotten or erased).
+LTM_EXPORT_RETENTION_SECONDS = env.int("LTM_EXPORT_RETENTION_SECONDS", default=3600)
 # "sync": /message remembers, then replies. "async" (needs LTM_BROKER_URL):
 # /message recalls and replies; a worker remembers, each user's messages in order.
 LTM_MEMORY_MODE = env.str("LTM_MEMORY_MODE", default="sync")

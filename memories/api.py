@@ -12,12 +12,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 
 from ltm_project.errors import error_body
 from memories import selectors
-from memories.models import Memory
+from memories.models import ExportJob, Memory
 from memories.pagination import end_user_page, memory_page
 from memories.pipeline.decide import Op
 from memories.pipeline.forget import forget_handle
@@ -34,6 +34,7 @@ from memories.serializers import (
     EndUserPageSerializer,
     ErasureJobSerializer,
     ErrorSerializer,
+    ExportJobSerializer,
     ForgetInputSerializer,
     ForgetOutputSerializer,
     ImportInputSerializer,
@@ -56,6 +57,12 @@ from memories.user_data import (
     user_data_erase,
     user_data_export_chunks,
     user_data_holds_content,
+)
+from memories.user_data.exports import (
+    export_delete,
+    export_file,
+    export_is_gone,
+    export_job_start,
 )
 from memories.user_data.jobs import erasure_answer, erasure_job_start
 from memories.writes import Actor, memory_delete
@@ -208,6 +215,103 @@ def _prefers_async(request) -> bool:
         part.strip().split("=")[0].lower() == "respond-async"
         for part in preferences.replace(";", ",").split(",")
     )
+
+
+class ExportNotReady(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "export_not_ready"
+    default_detail = "The export is still being written; see its state."
+
+
+class ExportGone(APIException):
+    status_code = status.HTTP_410_GONE
+    default_code = "export_gone"
+    default_detail = (
+        "The export's file is gone (expired, deleted, discarded or failed)."
+    )
+
+
+_EXPORT_JOB_ID = OpenApiParameter(
+    "jobId",
+    OpenApiTypes.UUID,
+    OpenApiParameter.PATH,
+    description="As the 202 of the export returned it.",
+)
+_NO_SUCH_EXPORT = OpenApiResponse(
+    ErrorSerializer, description="not_found: no such export for this tenant."
+)
+
+
+@extend_schema(tags=["end users"])
+class ExportJobViewSet(viewsets.ViewSet):
+    """Exports run as tasks: their progress, their file, and its deletion."""
+
+    lookup_field = "jobId"
+
+    def _job(self, request, job_id):
+        job = selectors.export_job(tenant=request.user, job_id=job_id)
+        if job is None:
+            raise NotFound("No such export.")
+        return job
+
+    @extend_schema(
+        summary="An export's progress",
+        description="State, records written of the total, and when done where to "
+        "download the file and until when.",
+        parameters=[_EXPORT_JOB_ID],
+        responses={
+            200: ExportJobSerializer,
+            404: _NO_SUCH_EXPORT,
+            **{code: _ERRORS[code] for code in (401, 429)},
+        },
+    )
+    def retrieve(self, request, jobId=None):  # noqa: N803 - the URL's name
+        return Response(ExportJobSerializer(self._job(request, jobId)).data)
+
+    @extend_schema(
+        summary="Download an export's file",
+        description="The file, in the format of GET /api/v1/users/{userId}/export, "
+        "streamed. 409 export_not_ready while it is written; 410 export_gone once "
+        "it expired, was deleted, failed, or was discarded because the user's data "
+        "was forgotten or erased after it was asked for.",
+        parameters=[_EXPORT_JOB_ID],
+        responses={
+            (200, "application/json"): UserExportSerializer,
+            404: _NO_SUCH_EXPORT,
+            409: OpenApiResponse(ErrorSerializer, description="export_not_ready"),
+            410: OpenApiResponse(ErrorSerializer, description="export_gone"),
+            **{code: _ERRORS[code] for code in (401, 429)},
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, jobId=None):  # noqa: N803 - the URL's name
+        job = self._job(request, jobId)
+        if export_is_gone(job):
+            raise ExportGone()
+        if job.state != ExportJob.State.DONE:
+            raise ExportNotReady()
+        response = StreamingHttpResponse(
+            (text.encode("utf-8") for text in export_file(job)),
+            content_type="application/json",
+        )
+        response["Content-Disposition"] = 'attachment; filename="ltm-user-export.json"'
+        return response
+
+    @extend_schema(
+        summary="Delete an export's file",
+        description="The file goes now rather than at expiresAt; the job stays, "
+        "state expired. Idempotent.",
+        parameters=[_EXPORT_JOB_ID],
+        responses={
+            200: ExportJobSerializer,
+            404: _NO_SUCH_EXPORT,
+            **{code: _ERRORS[code] for code in (401, 429)},
+        },
+    )
+    def destroy(self, request, jobId=None):  # noqa: N803 - the URL's name
+        job = self._job(request, jobId)
+        export_delete(job)
+        return Response(ExportJobSerializer(job).data)
 
 
 class ErasureJobViewSet(viewsets.ViewSet):
@@ -610,10 +714,23 @@ class UserViewSet(viewsets.ViewSet):
         "'Exporting an end user's data'), with the message ids clients see "
         "elsewhere in the API; forgotten memories are tombstones. A user with no "
         "text left (erased, or never seen) is not_found, as a deleted memory is. "
-        "An export cut short by a failure is not valid JSON.",
-        parameters=[_USER_ID_PARAMETER],
+        "An export cut short by a failure is not valid JSON. With `Prefer: "
+        "respond-async` it answers 202 at once with a job whose GET "
+        "/api/v1/exports/{jobId} (its Location) tells how far it has come; a worker "
+        "writes the file, kept until expiresAt (LTM_EXPORT_RETENTION_SECONDS) and "
+        "discarded sooner if the user's data is forgotten or erased meanwhile.",
+        parameters=[
+            _USER_ID_PARAMETER,
+            OpenApiParameter(
+                "Prefer",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="respond-async: run the export as a task.",
+            ),
+        ],
         responses={
             200: UserExportSerializer,
+            202: ExportJobSerializer,
             404: OpenApiResponse(
                 ErrorSerializer,
                 description="not_found: nothing of the user holds text (erased, "
@@ -626,6 +743,14 @@ class UserViewSet(viewsets.ViewSet):
         user_id = _path_user_id(userId)
         if not user_data_holds_content(tenant=request.user, user_id=user_id):
             raise NotFound("No data of this user.")
+        if _prefers_async(request):
+            job = export_job_start(tenant=request.user, user_id=user_id)
+            job.refresh_from_db()
+            response = Response(
+                ExportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED
+            )
+            response["Location"] = f"/api/v1/exports/{job.pk}"
+            return response
         response = StreamingHttpResponse(
             (
                 chunk.encode("utf-8")

@@ -281,3 +281,61 @@ class ErasureJob(models.Model):
 
     def __str__(self) -> str:
         return f"erasure {self.pk} of {self.user_id}: {self.state}"
+
+
+class ExportJob(models.Model):
+    """An export of an end user's data run as a task (GET
+    /api/v1/users/{userId}/export with `Prefer: respond-async`): its progress,
+    and the file, kept in parts until it expires or the user's data changes
+    by a forget or an erasure (a copy of forgotten words must not outlive them)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        # The file is gone: past its time, deleted by the client, or discarded
+        # because the user's data was forgotten or erased after it was asked for.
+        EXPIRED = "expired"
+        DISCARDED = "discarded"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=255)
+    export_format = models.CharField(max_length=8, default="json")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    records_total = models.PositiveIntegerField(default=0)
+    records_done = models.PositiveIntegerField(default=0)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "user_id", "state"]),
+            models.Index(fields=["state", "expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} of {self.user_id}: {self.state}"
+
+
+class ExportPart(models.Model):
+    """A piece of an export's file, in order; a file is its parts joined."""
+
+    job = models.ForeignKey(ExportJob, on_delete=models.CASCADE, related_name="parts")
+    number = models.PositiveIntegerField()
+    text = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="export_part_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"part {self.number} of export {self.job_id}"

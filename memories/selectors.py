@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet
 
 from accounts.models import Tenant
-from memories.models import ErasureJob, Memory, Message
+from memories.models import ErasureJob, ExportJob, Memory, Message
 from memories.providers.embeddings import get_embedder
 from memories.public_ids import message_pk
 from memories.search import SearchFilters, SearchHit, memory_search
@@ -95,8 +95,17 @@ def message_status(*, tenant: Tenant, public_id) -> Message | None:
 
 def erasure_job(*, tenant: Tenant, job_id) -> ErasureJob | None:
     """A tenant's erasure job by its id; None when there is none (or not its)."""
+    return _job(ErasureJob, tenant, job_id)
+
+
+def export_job(*, tenant: Tenant, job_id) -> ExportJob | None:
+    """A tenant's export job by its id; None when there is none (or not its)."""
+    return _job(ExportJob, tenant, job_id)
+
+
+def _job(model, tenant: Tenant, job_id):
     try:
-        return ErasureJob.objects.filter(
+        return model.objects.filter(
             tenant=tenant, pk=str(uuid.UUID(str(job_id)))
         ).first()
     except ValueError:

@@ -436,6 +436,10 @@ class RemainingSerializer(serializers.Serializer):
     messagesWithText = serializers.IntegerField(  # noqa: N815
         source="remaining.messages_with_text"
     )
+    exportFiles = serializers.IntegerField(  # noqa: N815
+        source="remaining.export_files",
+        help_text="Stored export files of the user (asynchronous exports).",
+    )
 
 
 class UserErasureSerializer(serializers.Serializer):
@@ -488,6 +492,40 @@ class ErasureJobSerializer(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
     startedAt = serializers.DateTimeField(source="started_at", allow_null=True)  # noqa: N815
     finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)  # noqa: N815
+
+
+class ExportJobSerializer(serializers.Serializer):
+    jobId = serializers.UUIDField(source="pk")  # noqa: N815
+    userId = serializers.CharField(source="user_id")  # noqa: N815
+    state = serializers.ChoiceField(
+        choices=["queued", "running", "done", "failed", "expired", "discarded"],
+        help_text="'done': the file can be downloaded until expiresAt. 'expired': "
+        "past that time, or deleted. 'discarded': the user's data was forgotten "
+        "or erased after the export was asked for, so its file is gone; ask again. "
+        "'failed' after its retries.",
+    )
+    recordsTotal = serializers.IntegerField(  # noqa: N815
+        source="records_total", help_text="Memories and messages, counted when asked."
+    )
+    recordsDone = serializers.IntegerField(  # noqa: N815
+        source="records_done", help_text="Of those, written so far."
+    )
+    sizeBytes = serializers.IntegerField(  # noqa: N815
+        source="size_bytes", help_text="The file's size so far."
+    )
+    download = serializers.SerializerMethodField(
+        help_text="Where to GET the file when done; null otherwise."
+    )
+    error = serializers.CharField(help_text="Why it failed (empty otherwise).")
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)  # noqa: N815
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)  # noqa: N815
+    expiresAt = serializers.DateTimeField(source="expires_at", allow_null=True)  # noqa: N815
+
+    def get_download(self, job) -> str | None:
+        if job.state != "done":
+            return None
+        return f"/api/v1/exports/{job.pk}/download"
 
 
 class UserExportSerializer(serializers.Serializer):

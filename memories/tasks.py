@@ -76,22 +76,45 @@ def sweep_pending_messages() -> int:
     return len(stale)
 
 
-# Tries of an erasure (a store that fails, data left behind) before it is failed.
-ERASURE_RETRIES = 5
+# Tries of an erasure or an export (a store that fails, data left behind)
+# before its job is failed.
+JOB_RETRIES = 5
 
 
-@shared_task(bind=True, max_retries=ERASURE_RETRIES, acks_late=True)
+def _job_task(task, job_id: str, run, failed) -> str:
+    """Run a job's work, retried with backoff; its state, or "gone"."""
+    try:
+        job = run(job_id)
+    except Exception as exc:
+        if task.request.is_eager or task.request.retries >= JOB_RETRIES:
+            failed(job_id, exc)
+            return "failed"
+        raise task.retry(
+            exc=exc, countdown=backoff_seconds(task.request.retries + 1)
+        ) from exc
+    return job.state if job else "gone"
+
+
+@shared_task(bind=True, max_retries=JOB_RETRIES, acks_late=True)
 def erase_user(self, job_id: str) -> str:
     """Erase an end user for a job (DELETE /api/v1/users/{userId}, async)."""
     from memories.user_data.jobs import erasure_job_failed, erasure_job_run
 
-    try:
-        job = erasure_job_run(job_id)
-    except Exception as exc:
-        if self.request.is_eager or self.request.retries >= ERASURE_RETRIES:
-            erasure_job_failed(job_id, exc)
-            return "failed"
-        raise self.retry(
-            exc=exc, countdown=backoff_seconds(self.request.retries + 1)
-        ) from exc
-    return job.state if job else "gone"
+    return _job_task(self, job_id, erasure_job_run, erasure_job_failed)
+
+
+@shared_task(bind=True, max_retries=JOB_RETRIES, acks_late=True)
+def export_user(self, job_id: str) -> str:
+    """Write an end user's export for a job (GET /api/v1/users/{userId}/export,
+    async)."""
+    from memories.user_data.exports import export_job_failed, export_job_run
+
+    return _job_task(self, job_id, export_job_run, export_job_failed)
+
+
+@shared_task
+def sweep_exports() -> int:
+    """Delete the files of exports past LTM_EXPORT_RETENTION_SECONDS."""
+    from memories.user_data.exports import exports_expire
+
+    return exports_expire()

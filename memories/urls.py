@@ -3,6 +3,7 @@ from rest_framework.routers import SimpleRouter
 
 from memories.api import (
     ErasureJobViewSet,
+    ExportJobViewSet,
     ForgetViewSet,
     MemoryViewSet,
     MessageStatusViewSet,
@@ -50,4 +51,5 @@ def build_router(*, with_memories: bool) -> SimpleRouter:
         router.register("memories", MemoryViewSet, basename="memory")
         router.register("messages", MessageStatusViewSet, basename="message-status")
         router.register("erasures", ErasureJobViewSet, basename="erasure")
+        router.register("exports", ExportJobViewSet, basename="export")
     return router

@@ -16,7 +16,15 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from memories.compaction import compact_after_commit
-from memories.models import Memory, MemoryEvent, MemorySource, Message, VectorOperation
+from memories.models import (
+    ExportJob,
+    ExportPart,
+    Memory,
+    MemoryEvent,
+    MemorySource,
+    Message,
+    VectorOperation,
+)
 from memories.outbox import outbox_record
 from memories.providers.embeddings import get_embedder
 from memories.search.document import keyword_body, spoken
@@ -298,9 +306,26 @@ def _context_scrub(*, tenant: Tenant, user_id: str, words: str) -> None:
         outbox_record([memory.pk for memory in neighbours], tenant_id=tenant.pk)
 
 
+# Exports whose file exists or is being written.
+EXPORTS_LIVE = (ExportJob.State.QUEUED, ExportJob.State.RUNNING, ExportJob.State.DONE)
+
+
+def exports_discard(*, tenant: Tenant, user_ids: set[str]) -> int:
+    """Throw away the stored export files of these users, whose data a forget
+    or an erasure is changing: a file holds their words. The jobs stay, state
+    `discarded`, without content; an export being written is discarded too and
+    its worker throws its parts away (memories/user_data/exports.py)."""
+    jobs = ExportJob.objects.filter(
+        tenant=tenant, user_id__in=user_ids, state__in=EXPORTS_LIVE
+    )
+    ExportPart.objects.filter(job__in=jobs).delete()
+    return jobs.update(state=ExportJob.State.DISCARDED, finished_at=timezone.now())
+
+
 def messages_redact(*, tenant: Tenant, user_id: str, message_ids: set[int]) -> None:
     """Blank messages' text and speaker, and remove their words from the keyword
     context of the memories beside them."""
+    exports_discard(tenant=tenant, user_ids={user_id})
     messages = Message.objects.for_user(tenant, user_id).filter(pk__in=message_ids)
     for message in messages.filter(MESSAGE_HOLDS_TEXT):
         _context_scrub(

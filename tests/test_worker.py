@@ -286,3 +286,39 @@ def test_an_async_erasure_waits_for_a_worker_and_says_when_it_is_done(tmp_path):
             {"userId": "u1", "query": "peanuts"},
         )
         assert found["hits"] == []
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="set LTM_TEST_REDIS_URL")
+def test_an_async_export_is_written_by_a_worker_and_downloaded(tmp_path):
+    with brokered_service(tmp_path, REDIS_URL) as (env, base, token):
+        for text in ("I am allergic to peanuts.", "I live in Porto."):
+            call(base, "/api/v1/message", token, {"userId": "u1", "message": text})
+        request = urllib.request.Request(
+            f"{base}/api/v1/users/u1/export",
+            headers={"Authorization": f"Bearer {token}", "Prefer": "respond-async"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            assert response.status == 202
+            location = response.headers["Location"]
+        assert call(base, location, token)["state"] == "queued"
+
+        with celery_worker(env, tmp_path / "worker.log"):
+            wait_for(lambda: call(base, location, token)["state"] == "done")
+
+        done = call(base, location, token)
+        assert done["recordsDone"] == done["recordsTotal"] == 6
+        exported = call(base, done["download"], token)
+        assert exported["userId"] == "u1"
+        assert [message["text"] for message in exported["messages"]] == [
+            "I am allergic to peanuts.",
+            "I live in Porto.",
+        ]
+        # Erasing the user discards the file at once; no worker needed.
+        erase = urllib.request.Request(
+            f"{base}/api/v1/users/u1",
+            method="DELETE",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(erase, timeout=60) as response:  # noqa: S310
+            assert json.loads(response.read())["remaining"]["exportFiles"] == 0
+        assert call(base, location, token)["state"] == "discarded"

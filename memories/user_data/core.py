@@ -38,13 +38,14 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from memories.compaction import keyword_index_compact, storage_compact  # noqa: F401
-from memories.models import Memory, MemoryEvent, Message, VectorOperation
+from memories.models import ExportPart, Memory, MemoryEvent, Message, VectorOperation
 from memories.vectorstores import Namespace, get_vector_store
 from memories.writes import (
     EVENT_HOLDS_TEXT,
     HOLDS_CONTENT,
     MESSAGE_HOLDS_TEXT,
     Actor,
+    exports_discard,
     memories_tombstone,
 )
 
@@ -168,6 +169,7 @@ class UserDataRemaining:
     memories_with_content: int
     events_with_text: int
     messages_with_text: int
+    export_files: int = 0
 
     @property
     def total(self) -> int:
@@ -176,6 +178,7 @@ class UserDataRemaining:
             + self.memories_with_content
             + self.events_with_text
             + self.messages_with_text
+            + self.export_files
         )
 
 
@@ -201,6 +204,10 @@ def user_data_remaining(
         .count(),
         messages_with_text=Message.objects.for_user(tenant, user_id)
         .filter(MESSAGE_HOLDS_TEXT)
+        .count(),
+        export_files=ExportPart.objects.filter(job__tenant=tenant, job__user_id=user_id)
+        .values("job")
+        .distinct()
         .count(),
     )
 
@@ -252,6 +259,7 @@ def user_data_forget(
         raise ValueError("batch_size must be at least 1.")
     progress = progress or _no_progress
     report = ForgetReport()
+    exports_discard(tenant=tenant, user_ids={user_id})
     # One pass; a batch whose vector delete fails raises, and the next run
     # finds it again (its outbox entries still pending).
     for batch in _pages_in_time_order(

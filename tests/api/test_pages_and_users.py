@@ -231,6 +231,7 @@ def test_erasing_a_user_leaves_nothing_and_says_it_verified(client_a, client_b):
         "memoriesWithContent": 0,
         "historyEventsWithText": 0,
         "messagesWithText": 0,
+        "exportFiles": 0,
     }
     assert database_rows_containing("peanuts") == []
     # Tenant B's user of the same id is untouched.

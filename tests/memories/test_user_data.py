@@ -115,7 +115,7 @@ def keyword_index_rows(word: str) -> int:
 
 REMAINS_NOTHING = (
     "remaining: 0 vector(s), 0 memory row(s) with content, "
-    "0 history event(s) with text, 0 message(s) with text"
+    "0 history event(s) with text, 0 message(s) with text, 0 export file(s)"
 )
 
 

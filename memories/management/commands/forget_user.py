@@ -86,7 +86,8 @@ class Command(BaseCommand):
                 f"  remaining: {remaining.vectors} vector(s), "
                 f"{remaining.memories_with_content} memory row(s) with content, "
                 f"{remaining.events_with_text} history event(s) with text, "
-                f"{remaining.messages_with_text} message(s) with text"
+                f"{remaining.messages_with_text} message(s) with text, "
+                f"{remaining.export_files} export file(s)"
             )
             if remaining.total:
                 incomplete.append(user_id)
