@@ -217,6 +217,23 @@ def _prefers_async(request) -> bool:
     )
 
 
+def _prefer_async(work: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        "Prefer",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        description=f"respond-async: run the {work} as a task.",
+    )
+
+
+def _accepted(serializer, job, location: str) -> Response:
+    """202 with a job as its serializer shows it, and where to follow it."""
+    job.refresh_from_db()
+    response = Response(serializer(job).data, status=status.HTTP_202_ACCEPTED)
+    response["Location"] = location
+    return response
+
+
 class ExportNotReady(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "export_not_ready"
@@ -721,12 +738,7 @@ class UserViewSet(viewsets.ViewSet):
         "discarded sooner if the user's data is forgotten or erased meanwhile.",
         parameters=[
             _USER_ID_PARAMETER,
-            OpenApiParameter(
-                "Prefer",
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                description="respond-async: run the export as a task.",
-            ),
+            _prefer_async("export"),
         ],
         responses={
             200: UserExportSerializer,
@@ -745,12 +757,7 @@ class UserViewSet(viewsets.ViewSet):
             raise NotFound("No data of this user.")
         if _prefers_async(request):
             job = export_job_start(tenant=request.user, user_id=user_id)
-            job.refresh_from_db()
-            response = Response(
-                ExportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED
-            )
-            response["Location"] = f"/api/v1/exports/{job.pk}"
-            return response
+            return _accepted(ExportJobSerializer, job, f"/api/v1/exports/{job.pk}")
         response = StreamingHttpResponse(
             (
                 chunk.encode("utf-8")
@@ -777,12 +784,7 @@ class UserViewSet(viewsets.ViewSet):
         "Location) tells how far it has come; a worker erases.",
         parameters=[
             _USER_ID_PARAMETER,
-            OpenApiParameter(
-                "Prefer",
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                description="respond-async: run the erasure as a task.",
-            ),
+            _prefer_async("erasure"),
         ],
         responses={
             200: UserErasureSerializer,
@@ -800,12 +802,7 @@ class UserViewSet(viewsets.ViewSet):
         user_id = _path_user_id(userId)
         if _prefers_async(request):
             job = erasure_job_start(tenant=request.user, user_id=user_id)
-            job.refresh_from_db()
-            response = Response(
-                ErasureJobSerializer(job).data, status=status.HTTP_202_ACCEPTED
-            )
-            response["Location"] = f"/api/v1/erasures/{job.pk}"
-            return response
+            return _accepted(ErasureJobSerializer, job, f"/api/v1/erasures/{job.pk}")
         outcome = user_data_erase(tenant=request.user, user_id=user_id)
         answer = erasure_answer(user_id, outcome)
         if outcome.remaining.total:

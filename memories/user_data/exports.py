@@ -50,7 +50,12 @@ def export_job_run(job_id: str) -> ExportJob | None:
     retries); the job says failed only when retries end."""
     started = ExportJob.objects.filter(
         pk=job_id, state__in=(ExportJob.State.QUEUED, ExportJob.State.RUNNING)
-    ).update(state=ExportJob.State.RUNNING, started_at=timezone.now(), records_done=0)
+    ).update(
+        state=ExportJob.State.RUNNING,
+        started_at=timezone.now(),
+        records_done=0,
+        size_bytes=0,
+    )
     job = ExportJob.objects.filter(pk=job_id).select_related("tenant").first()
     if not started or job is None:
         return job  # done, discarded or deleted meanwhile
@@ -96,10 +101,10 @@ def export_job_run(job_id: str) -> ExportJob | None:
 def _store_part(job: ExportJob, number: int, pieces: list[str], done: int) -> int:
     text = "".join(pieces)
     ExportPart.objects.create(job=job, number=number, text=text)
-    ExportJob.objects.filter(pk=job.pk, state=ExportJob.State.RUNNING).update(
-        records_done=done, size_bytes=job.size_bytes + len(text.encode("utf-8"))
-    )
     job.size_bytes += len(text.encode("utf-8"))
+    ExportJob.objects.filter(pk=job.pk, state=ExportJob.State.RUNNING).update(
+        records_done=done, size_bytes=job.size_bytes
+    )
     return number + 1
 
 
@@ -114,7 +119,8 @@ def export_job_failed(job_id: str, error: Exception) -> None:
 
 
 def export_file(job: ExportJob) -> Iterator[str]:
-    """The file of a finished export, part by part."""
+    """The file of a finished export, part by part: one part read at a time,
+    so a large file is never whole in memory."""
     numbers = ExportPart.objects.filter(job=job).order_by("number")
     for number in numbers.values_list("number", flat=True):
         yield ExportPart.objects.get(job=job, number=number).text

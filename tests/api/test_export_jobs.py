@@ -178,3 +178,20 @@ def test_an_async_export_of_an_unknown_user_is_not_found(client_a):
     response = client_a.get("/api/v1/users/nobody/export", HTTP_PREFER="respond-async")
     assert response.status_code == 404
     assert not ExportJob.objects.exists()
+
+
+def test_an_export_run_again_after_a_failure_starts_over(client_a):
+    post_message(client_a, "u1", "I live in Lisbon.")
+    job_id = _start(client_a).json()["jobId"]
+    # As a worker that died after a part: running, a stale part and size.
+    ExportJob.objects.filter(pk=job_id).update(state="running", size_bytes=999_999)
+    ExportPart.objects.filter(job_id=job_id).update(text='{"stale": true}')
+
+    job = exports.export_job_run(job_id)
+
+    assert job.state == "done"
+    texts = list(
+        ExportPart.objects.filter(job_id=job_id).values_list("text", flat=True)
+    )
+    assert job.size_bytes == sum(len(text.encode()) for text in texts)
+    assert _file(_download(client_a, job_id))["userId"] == "u1"
