@@ -38,8 +38,16 @@ def active_facts(tenant: Tenant, user_id: str):
     )
 
 
-def stored_for(*, tenant: Tenant, user_id: str, proposals: list[Proposal]) -> Stored:
-    """The stored facts a batch's proposals may repeat, update or replace."""
+def stored_for(
+    *,
+    tenant: Tenant,
+    user_id: str,
+    proposals: list[Proposal],
+    threshold: float | None,
+) -> Stored:
+    """The stored facts a batch's proposals may repeat, update or replace;
+    `threshold`: the least cosine at which a stored fact is a near-duplicate
+    (None: near-duplicates are not looked for)."""
     stored = Stored()
     if not proposals:
         return stored
@@ -59,16 +67,23 @@ def stored_for(*, tenant: Tenant, user_id: str, proposals: list[Proposal]) -> St
         ):
             if (memory.speaker, memory.slot) in slots:
                 stored.by_slot[(memory.speaker, memory.slot)] = known_of(memory)
-    stored.nearest = _nearest_facts(tenant=tenant, user_id=user_id, proposals=proposals)
+    if threshold is not None:
+        stored.nearest = _nearest_facts(
+            tenant=tenant, user_id=user_id, proposals=proposals, threshold=threshold
+        )
     return stored
 
 
 def _nearest_facts(
-    *, tenant: Tenant, user_id: str, proposals: list[Proposal]
+    *, tenant: Tenant, user_id: str, proposals: list[Proposal], threshold: float
 ) -> list[tuple[Known, float] | None]:
-    """Each proposal's most similar stored fact.
+    """Each proposal's most similar stored fact, when it is at least
+    `threshold` similar (None otherwise).
 
-    A local store answers every proposal in one pass over the user's vectors. A
+    A local store answers every proposal in at most one pass over the user's
+    vectors, often in none: a fact said in a message is close to the message,
+    and the store can tell when the rows its recall returned hold every row
+    that close to the fact. A
     remote one (S3 Vectors) would take a query per fact; a near-duplicate shares
     most of its words, so there the candidates come from the database's keyword
     index and their embeddings, kept in the audit rows, are compared here.
@@ -80,6 +95,7 @@ def _nearest_facts(
             namespace=Namespace(tenant_id=tenant.pk, user_id=user_id),
             vectors=vectors,
             top_k=NEAREST_CANDIDATES,
+            min_score=threshold,
         )
         keys = {hit.key for hits in answers for hit in hits}
         facts = {

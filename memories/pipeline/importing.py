@@ -280,10 +280,16 @@ def _import_part(
                     episode_drafts.append(
                         EpisodeDraft(position[original], number, passage, vector)
                     )
+            threshold = settings.LTM_DUPLICATE_SIMILARITY
             operations = decide_rules(
                 proposals,
-                stored_for(tenant=tenant, user_id=user_id, proposals=proposals),
-                threshold=settings.LTM_DUPLICATE_SIMILARITY,
+                stored_for(
+                    tenant=tenant,
+                    user_id=user_id,
+                    proposals=proposals,
+                    threshold=threshold,
+                ),
+                threshold=threshold,
             )
             applied = apply(
                 tenant=tenant,

@@ -256,10 +256,16 @@ def message_remember(
                 )
                 for fact, vector in zip(facts, fact_vectors, strict=True)
             ]
+            threshold = settings.LTM_DUPLICATE_SIMILARITY
             operations = decide_rules(
                 proposals,
-                stored_for(tenant=tenant, user_id=user_id, proposals=proposals),
-                threshold=settings.LTM_DUPLICATE_SIMILARITY,
+                stored_for(
+                    tenant=tenant,
+                    user_id=user_id,
+                    proposals=proposals,
+                    threshold=threshold,
+                ),
+                threshold=threshold,
             )
         else:
             operations = _plan_operations(
@@ -407,5 +413,8 @@ def _plan_operations(*, tenant, user_id, plan, vectors, related, said):
         )
     targets = {str(hit.memory.vector_key): known_of(hit.memory) for hit in related}
     proposals = [change.proposal for change in proposals_by_position if change.proposal]
-    stored = stored_for(tenant=tenant, user_id=user_id, proposals=proposals)
+    # A plan names what it updates; near-duplicates are not looked for.
+    stored = stored_for(
+        tenant=tenant, user_id=user_id, proposals=proposals, threshold=None
+    )
     return decide_plan(proposals_by_position, targets, stored, said=said)

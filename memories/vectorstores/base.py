@@ -93,8 +93,17 @@ class VectorStore(Protocol):
     ) -> list[VectorHit]: ...
 
     def query_many(
-        self, *, namespace: Namespace, vectors: list[np.ndarray], top_k: int
-    ) -> list[list[VectorHit]]: ...
+        self,
+        *,
+        namespace: Namespace,
+        vectors: list[np.ndarray],
+        top_k: int,
+        where: dict | None = None,
+        min_score: float | None = None,
+    ) -> list[list[VectorHit]]:
+        """Several queries at once; with `min_score`, only hits scoring at
+        least that (a store may then answer without comparing every vector)."""
+        ...
 
     def list_keys(self, *, namespace: Namespace | None = None) -> Iterator[str]: ...
 

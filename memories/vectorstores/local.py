@@ -348,8 +348,10 @@ class LocalVectorStore:
         vectors: list[np.ndarray],
         top_k: int,
         where: dict | None = None,
+        min_score: float | None = None,
     ) -> list[list[VectorHit]]:
-        """One query per vector, over the namespace's vectors held in memory."""
+        """One query per vector, over the namespace's vectors held in memory;
+        with `min_score`, only hits scoring at least that."""
         filter_keys(where)
         queries = (
             np.stack(
@@ -363,11 +365,15 @@ class LocalVectorStore:
         )
         if where:
             return self._filtered_query(
-                namespace=namespace, queries=queries, top_k=top_k, where=where
+                namespace=namespace,
+                queries=queries,
+                top_k=top_k,
+                where=where,
+                min_score=min_score,
             )
         with self._resident.lock:
             resident = self._current(namespace)
-            found = resident.search(queries, top_k)
+            found = resident.search(queries, top_k, min_score=min_score)
             # A user over the whole budget alone is searched but not kept.
             self._resident.keep(namespace, resident)
         return _as_hits(found)
@@ -432,7 +438,13 @@ class LocalVectorStore:
             )
 
     def _filtered_query(
-        self, *, namespace: Namespace, queries: np.ndarray, top_k: int, where: dict
+        self,
+        *,
+        namespace: Namespace,
+        queries: np.ndarray,
+        top_k: int,
+        where: dict,
+        min_score: float | None,
     ) -> list[list[VectorHit]]:
         """Filters on metadata read the rows, which only the file holds."""
         rows = [
@@ -446,7 +458,7 @@ class LocalVectorStore:
         ]
         matching = ResidentVectors(dimension=self.dimension, sequence=0)
         self._upsert(matching, rows)
-        found = matching.search(queries, top_k)
+        found = matching.search(queries, top_k, min_score=min_score)
         return _as_hits(found)
 
     def list_keys(self, *, namespace: Namespace | None = None) -> Iterator[str]:

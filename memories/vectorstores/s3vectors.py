@@ -465,13 +465,17 @@ class S3VectorsStore:
         vectors: list[np.ndarray],
         top_k: int,
         where: dict | None = None,
+        min_score: float | None = None,
     ) -> list[list[VectorHit]]:
         """One QueryVectors call per vector (S3 has no batch query), side by side."""
 
         def one(vector: np.ndarray) -> list[VectorHit]:
-            return self.query(
+            hits = self.query(
                 namespace=namespace, vector=vector, top_k=top_k, where=where
             )
+            if min_score is None:
+                return hits
+            return [hit for hit in hits if hit.score >= min_score]
 
         if len(vectors) <= 1:
             return [one(vector) for vector in vectors]

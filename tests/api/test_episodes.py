@@ -229,10 +229,11 @@ def test_query_counts_of_message_and_search_are_pinned(
     # memories and their claims, marking them, and whether newer ones came),
     # and on SQLite the user's count of memories for the keyword ranking, on
     # PostgreSQL the user's write lock (its ranking reads the count itself).
+    # No stored fact is near the new one, so no fact row is read for it.
     from django.db import connection
 
     postgres = connection.vendor == "postgresql"
-    with django_assert_num_queries(32):
+    with django_assert_num_queries(31):
         post_message(client_a, "u1", "I bought a blue watering can.")
     # Token, keyword ranking (SQLite: the user's count, the rows holding each
     # word, their repeats; PostgreSQL: one statement), candidates, rows,

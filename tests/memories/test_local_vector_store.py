@@ -340,3 +340,115 @@ def test_a_file_of_the_previous_layout_is_brought_up_to_date_when_opened(path):
         "far",
     ]
     assert store.get(namespace=ALICE, keys=["far"])[0].metadata == {}
+
+
+# -- queries above a score, answered from the last scan when provably complete --
+WIDE = 64  # enough dimensions for random vectors to crowd, as real ones do
+
+
+def at_cosine(rng, towards: np.ndarray, cosine: float) -> np.ndarray:
+    """A unit vector at exactly `cosine` to the unit vector `towards`."""
+    other = rng.standard_normal(len(towards))
+    other -= (other @ towards) * towards
+    other /= np.linalg.norm(other)
+    return (cosine * towards + np.sqrt(1 - cosine**2) * other).astype(np.float32)
+
+
+def random_unit(rng, dimension=WIDE) -> np.ndarray:
+    vector = rng.standard_normal(dimension).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def above(store, vector, min_score, top_k=8):
+    return [
+        (hit.key, round(hit.score, 4))
+        for hit in store.query_many(
+            namespace=ALICE, vectors=[vector], top_k=top_k, min_score=min_score
+        )[0]
+    ]
+
+
+def test_a_query_above_a_score_finds_what_a_full_comparison_finds_after_a_scan(path):
+    rng = np.random.default_rng(21)
+    store = open_store(path, dimension=WIDE)
+    message = random_unit(rng)
+    # Close to the message: the fact a message states is close to it.
+    near_fact = at_cosine(rng, message, np.cos(np.radians(10)))
+    # Far from it, beyond a crowd that fills the message's top 100.
+    far_fact = at_cosine(rng, message, np.cos(np.radians(40)))
+    records = [VectorRecord(f"noise-{i}", random_unit(rng)) for i in range(2000)]
+    records += [
+        VectorRecord(f"crowd-{i}", at_cosine(rng, message, 0.8)) for i in range(150)
+    ]
+    records += [
+        VectorRecord("twin-of-near", at_cosine(rng, near_fact, 0.95)),
+        VectorRecord("twin-of-far", at_cosine(rng, far_fact, 0.95)),
+    ]
+    store.put(namespace=ALICE, records=records)
+
+    for fact, twin in ((near_fact, "twin-of-near"), (far_fact, "twin-of-far")):
+        # The recall's scan, then the near-duplicate check of the message's fact.
+        store.query(namespace=ALICE, vector=message, top_k=100)
+        found = above(store, fact, 0.9)
+        # A store whose copy is new compares every vector.
+        fresh = above(open_store(path, dimension=WIDE), fact, 0.9)
+
+        assert found == fresh
+        assert [key for key, _ in found] == [twin]
+        assert found[0][1] == pytest.approx(0.95, abs=2**-10)
+
+
+def test_a_write_after_the_scan_is_seen_by_a_query_above_a_score(path):
+    rng = np.random.default_rng(22)
+    store, writer = open_store(path, dimension=WIDE), open_store(path, dimension=WIDE)
+    message = random_unit(rng)
+    fact = at_cosine(rng, message, np.cos(np.radians(5)))
+    writer.put(
+        namespace=ALICE,
+        records=[VectorRecord(f"noise-{i}", random_unit(rng)) for i in range(500)]
+        + [VectorRecord("old-twin", at_cosine(rng, fact, 0.96))],
+    )
+    store.query(namespace=ALICE, vector=message, top_k=100)
+    assert [key for key, _ in above(store, fact, 0.9)] == ["old-twin"]
+    # Another process replaces the near-duplicate after the scan.
+    writer.put(
+        namespace=ALICE, records=[VectorRecord("twin", at_cosine(rng, fact, 0.97))]
+    )
+    writer.delete(namespace=ALICE, keys=["old-twin"])
+
+    assert [key for key, _ in above(store, fact, 0.9)] == ["twin"]
+
+
+def on_far_side(message: np.ndarray, fact: np.ndarray, degrees: float) -> np.ndarray:
+    """The unit vector `degrees` from `fact`, in the plane of `message` and
+    `fact`, turned away from `message`: as far from the message as a vector
+    that close to the fact can be."""
+    across = fact - (fact @ message) * message
+    across /= np.linalg.norm(across)
+    angle = np.arccos(np.clip(fact @ message, -1, 1)) + np.radians(degrees)
+    return (np.cos(angle) * message + np.sin(angle) * across).astype(np.float32)
+
+
+def test_queries_above_a_score_agree_with_a_full_comparison_at_any_angle(path):
+    rng = np.random.default_rng(23)
+    store = open_store(path, dimension=WIDE)
+    store.put(
+        namespace=ALICE,
+        records=[VectorRecord(f"noise-{i}", random_unit(rng)) for i in range(1500)],
+    )
+    for trial in range(60):
+        message = random_unit(rng)
+        fact = at_cosine(rng, message, float(np.cos(np.radians(rng.uniform(0, 85)))))
+        degrees = float(rng.uniform(5, 40))
+        twin = on_far_side(message, fact, degrees)
+        store.put(namespace=ALICE, records=[VectorRecord(f"t{trial}", twin)])
+        store.query(namespace=ALICE, vector=message, top_k=100)
+        just_below = float(np.cos(np.radians(degrees))) - 0.005
+        for min_score in (just_below, 0.6, 0.92):
+            # A store opened now has scanned nothing: it compares every vector.
+            fresh = open_store(path, dimension=WIDE)
+            assert above(store, fact, min_score) == above(fresh, fact, min_score), (
+                trial,
+                degrees,
+                min_score,
+            )
