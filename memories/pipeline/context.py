@@ -6,7 +6,7 @@ from django.conf import settings
 
 from accounts.models import Tenant
 from memories.models import Memory, Message
-from memories.pipeline.decide import Known, Proposal, Stored
+from memories.pipeline.decide import Known, Operation, Proposal, Stored, decide_rules
 from memories.search import keyword_ranking
 from memories.search.document import spoken
 from memories.vectors import cosine, from_bytes
@@ -72,6 +72,18 @@ def stored_for(
             tenant=tenant, user_id=user_id, proposals=proposals, threshold=threshold
         )
     return stored
+
+
+def rules_operations(
+    *, tenant: Tenant, user_id: str, proposals: list[Proposal]
+) -> list[Operation]:
+    """What the rules do with proposed facts, given the user's stored ones:
+    a near-duplicate is one at least LTM_DUPLICATE_SIMILARITY similar."""
+    threshold = settings.LTM_DUPLICATE_SIMILARITY
+    stored = stored_for(
+        tenant=tenant, user_id=user_id, proposals=proposals, threshold=threshold
+    )
+    return decide_rules(proposals, stored, threshold=threshold)
 
 
 def _nearest_facts(

@@ -13,8 +13,7 @@ from accounts.models import Tenant
 from memories.models import Memory, Message
 from memories.outbox import vector_operations_retry, vector_sync_batch
 from memories.pipeline.apply import EpisodeDraft, MemoryChange, apply
-from memories.pipeline.context import context_for, messages_before, stored_for
-from memories.pipeline.decide import decide_rules
+from memories.pipeline.context import context_for, messages_before, rules_operations
 from memories.pipeline.embedding import embed_messages, message_passages
 from memories.pipeline.message import link_to_previous, proposal_of
 from memories.providers.llm import get_language_model
@@ -280,16 +279,8 @@ def _import_part(
                     episode_drafts.append(
                         EpisodeDraft(position[original], number, passage, vector)
                     )
-            threshold = settings.LTM_DUPLICATE_SIMILARITY
-            operations = decide_rules(
-                proposals,
-                stored_for(
-                    tenant=tenant,
-                    user_id=user_id,
-                    proposals=proposals,
-                    threshold=threshold,
-                ),
-                threshold=threshold,
+            operations = rules_operations(
+                tenant=tenant, user_id=user_id, proposals=proposals
             )
             applied = apply(
                 tenant=tenant,

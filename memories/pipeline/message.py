@@ -20,13 +20,13 @@ from memories.pipeline.context import (
     context_for,
     known_of,
     messages_before,
+    rules_operations,
     stored_for,
 )
 from memories.pipeline.decide import (
     PlannedChange,
     Proposal,
     decide_plan,
-    decide_rules,
 )
 from memories.pipeline.embedding import embed_all, message_passages
 from memories.pipeline.pending import memory_is_async, remember_pending
@@ -256,16 +256,8 @@ def message_remember(
                 )
                 for fact, vector in zip(facts, fact_vectors, strict=True)
             ]
-            threshold = settings.LTM_DUPLICATE_SIMILARITY
-            operations = decide_rules(
-                proposals,
-                stored_for(
-                    tenant=tenant,
-                    user_id=user_id,
-                    proposals=proposals,
-                    threshold=threshold,
-                ),
-                threshold=threshold,
+            operations = rules_operations(
+                tenant=tenant, user_id=user_id, proposals=proposals
             )
         else:
             operations = _plan_operations(
