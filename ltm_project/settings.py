@@ -106,6 +106,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             ),
         }
     )
+# SQLite: seconds between the WAL checkpoints each process makes from a thread
+# of its own, so that no request makes them (0: SQLite's own, in the commit
+# that crosses 1,000 pages of log).
+LTM_SQLITE_CHECKPOINT_SECONDS = env.float("LTM_SQLITE_CHECKPOINT_SECONDS", default=1.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Security (effective when LTM_DEBUG is off) ----------------------------
