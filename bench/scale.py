@@ -141,6 +141,10 @@ def disk_mib() -> tuple[float, float]:
             cursor.execute("SELECT pg_database_size(current_database())")
             database = cursor.fetchone()[0] / 2**20
     else:
+        # The log copied in first: how much of it is left depends on when the
+        # checkpoint thread last ran.
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         database = file_mib(str(settings.DATABASES["default"]["NAME"]))
     return database, file_mib(str(settings.LTM_LOCAL_VECTOR_STORE_PATH))
 
